@@ -1,0 +1,19 @@
+//! Calendar domain for Potentia: recurrence expansion and the time-zone (DST) policy.
+//!
+//! No HTTP and no database here: the crate takes plain values and returns domain values or a
+//! [`CalendarError`]. Modules:
+//!
+//! * [`recurrence`]: a series start with `RRULE`/`RDATE`/`EXDATE`, validated and expanded into
+//!   occurrences within a window, with capped work.
+//! * [`timezone`]: IANA zone names and the DST policy (gap → shift forward, fold → first).
+//! * [`error`]: the crate's error type.
+
+pub mod error;
+pub mod recurrence;
+pub mod timezone;
+
+pub use error::{CalendarError, RecurrenceProperty};
+pub use recurrence::{
+    Expansion, ExpansionLimits, ExpansionQuery, Occurrence, OriginalStart, Recurrence,
+    RecurrenceDate, RecurrenceRule, SeriesStart, Truncation,
+};

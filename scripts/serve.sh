@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the Potentia server on embedded defaults: a provisioned Postgres (or DATABASE_URL),
+# in-process fan-out (REDIS_URL only if you set it), no AI keys. Extra arguments go to
+# `potentia serve` (see `--help`). In dev mode the JWT secret is kept in .local/dev-jwt-secret
+# so that `scripts/token.sh` mints tokens this server accepts.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$(repo_root)
+cd "$ROOT"
+
+"$ROOT/scripts/postgres.sh" up
+DATABASE_URL=$("$ROOT/scripts/postgres.sh" url)
+export DATABASE_URL
+
+if [ -z "${POTENTIA_JWT_SECRET:-}" ] && [ "${POTENTIA_MODE:-dev}" = dev ]; then
+    secret_file="$ROOT/.local/dev-jwt-secret"
+    if [ ! -s "$secret_file" ]; then
+        mkdir -p "$ROOT/.local"
+        (umask 077 && head -c 48 /dev/urandom | base64 | tr -d '\n' >"$secret_file")
+        log "generated a dev JWT secret in .local/dev-jwt-secret"
+    fi
+    POTENTIA_JWT_SECRET=$(cat "$secret_file")
+    export POTENTIA_JWT_SECRET
+fi
+
+exec cargo run --quiet -p potentia-server --bin potentia -- serve "$@"

@@ -1,0 +1,203 @@
+//! The router (every route, with its OpenAPI entry) and the server's run loop with graceful
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, Method, Request};
+use axum::routing::get;
+use axum::{middleware, Router};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::{CorsOrigins, Settings};
+use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+use crate::{auth, db, metrics, ops, users};
+
+/// Every route of the API and its OpenAPI document, built from the same registrations.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(auth::routes::sign_up))
+        .routes(routes!(auth::routes::sign_in))
+        .routes(routes!(auth::routes::refresh_session))
+        .routes(routes!(auth::routes::sign_out))
+        .routes(routes!(users::routes::get_me, users::routes::patch_me))
+        .split_for_parts()
+}
+
+/// The complete application: routes, the OpenAPI document, fallback and middleware.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = routes();
+    let openapi = Arc::new(openapi);
+    let settings = &state.settings;
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let openapi = Arc::clone(&openapi);
+            async move { axum::Json(openapi.as_ref().clone()) }
+        }),
+    )
+    .fallback(route_not_found)
+    // Layers run bottom-up on the way in: the request id exists before anything logs.
+    .layer(DefaultBodyLimit::max(settings.http.body_limit_bytes))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        metrics::track_http_metrics,
+    ))
+    .layer(middleware::from_fn(problem_responses))
+    .layer(cors_layer(&settings.http.cors))
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let request_id = req
+            .headers()
+            .get(&REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+    })
+    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+    .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
+    .with_state(state)
+}
+
+fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
+    let allow_origin = match origins {
+        CorsOrigins::None => AllowOrigin::list([]),
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|o| o.parse().ok())),
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            REQUEST_ID_HEADER,
+        ])
+        .expose_headers([
+            REQUEST_ID_HEADER,
+            header::ETAG,
+            HeaderName::from_static("retry-after"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Connects, migrates unless told not to, binds and serves until SIGTERM/SIGINT.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if settings.auth.jwt_secret.generated {
+        tracing::warn!(
+            "dev mode: POTENTIA_JWT_SECRET is not set, so a random secret was generated for this process; \
+             tokens stop working when it exits. Set POTENTIA_JWT_SECRET to keep them."
+        );
+    }
+    let pool = if settings.run_migrations {
+        let pool = db::connect(&settings.database_url, settings.db_max_connections).await?;
+        db::migrate(&pool).await?;
+        tracing::info!("migrations are up to date");
+        pool
+    } else {
+        db::connect_lazy(&settings.database_url, settings.db_max_connections)?
+    };
+    let listener = TcpListener::bind(settings.http.bind).await?;
+    tracing::info!(addr = %listener.local_addr()?, mode = ?settings.mode, "listening");
+    let state = AppState::new(settings, pool)?;
+    run(listener, state, shutdown_signal()).await
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// for the configured grace period.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = state.settings.http.shutdown_grace;
+    let background = spawn_background_tasks(&state);
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: draining requests"
+        );
+        let _ = stopping_tx.send(true);
+    });
+    let deadline = async move {
+        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    let outcome = tokio::select! {
+        served = server => served.map_err(anyhow::Error::from),
+        () = deadline => {
+            tracing::warn!("grace period over; closing the remaining connections");
+            Ok(())
+        }
+    };
+    for task in background {
+        task.abort();
+    }
+    outcome
+}
+
+fn spawn_background_tasks(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let limits = Arc::clone(&state.auth_limits);
+    vec![tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limits.prune();
+        }
+    })]
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,13 @@
+//! Authentication: JWT verification and issuing, password sign-up and sign-in, refresh-token
+//! rotation with reuse detection, sign-out, and rate limits on all of it.
+
+pub mod extract;
+pub mod jwt;
+pub mod password;
+pub mod rate_limit;
+pub mod refresh;
+pub mod routes;
+
+pub use extract::{AuthUser, KnownUsers};
+pub use jwt::JwtKeys;
+pub use rate_limit::AuthRateLimits;

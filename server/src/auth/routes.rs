@@ -1,0 +1,355 @@
+//! `/api/v1/auth/*`: sign-up, sign-in, refresh and sign-out.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::password::{self, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+use super::refresh::{self, IssuedRefreshToken, Rotation};
+use super::AuthUser;
+use crate::audit::{self, AuditEntry};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::http::{ApiJson, ClientIp, RequestId};
+use crate::state::AppState;
+use crate::users::db::{self as users_db, NewUser, EMAIL_UNIQUE_INDEX};
+use crate::users::model::{normalize_email, normalize_name, validate_locale, validate_timezone};
+use crate::users::User;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignUpRequest {
+    pub email: String,
+    /// 8 to 256 characters.
+    pub password: String,
+    pub name: Option<String>,
+    /// IANA zone; defaults to UTC.
+    pub timezone: Option<String>,
+    /// BCP 47 tag; defaults to `en`.
+    pub locale: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignOutRequest {
+    /// Revokes this token's family (this device's session).
+    pub refresh_token: Option<String>,
+    /// Revokes every session of the caller.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Tokens for a signed-in session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_token_expires_at: DateTime<Utc>,
+    pub user: User,
+}
+
+fn session(state: &AppState, user: User, refresh: IssuedRefreshToken) -> ApiResult<Session> {
+    let access_token = state
+        .jwt
+        .issue_access_token(user.id, user.email.as_deref())?;
+    Ok(Session {
+        access_token,
+        token_type: "bearer",
+        expires_in: state.jwt.access_ttl().as_secs(),
+        refresh_token: refresh.token,
+        refresh_token_expires_at: refresh.expires_at,
+        user,
+    })
+}
+
+fn check_password_rules(password: &str) -> Result<(), FieldError> {
+    let chars = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+        return Err(FieldError::new(
+            "password",
+            format!("must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates an account with a password and signs it in.
+#[utoipa::path(
+    post, path = "/api/v1/auth/signup", tag = "auth",
+    request_body = SignUpRequest,
+    responses(
+        (status = 201, body = Session),
+        (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sign_up(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<SignUpRequest>,
+) -> ApiResult<(StatusCode, ApiJson<Session>)> {
+    state.auth_limits.check_ip(ip)?;
+    let mut errors = Vec::new();
+    let email = normalize_email(&body.email)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let name = match body.name.as_deref().map(normalize_name).transpose() {
+        Ok(name) => name,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let timezone = validate_timezone(body.timezone.as_deref().unwrap_or("UTC"))
+        .map_err(|e| errors.push(e))
+        .ok();
+    let locale = validate_locale(body.locale.as_deref().unwrap_or("en"))
+        .map_err(|e| errors.push(e))
+        .ok();
+    if let Err(e) = check_password_rules(&body.password) {
+        errors.push(e);
+    }
+    let (Some(email), Some(timezone), Some(locale), true) =
+        (email, timezone, locale, errors.is_empty())
+    else {
+        return Err(ApiError::invalid_fields(errors));
+    };
+
+    let password_hash = password::hash_password(body.password)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let new = NewUser {
+        id: Uuid::now_v7(),
+        email: &email,
+        name: name.as_deref(),
+        timezone: &timezone,
+        locale: &locale,
+        password_hash: &password_hash,
+    };
+    let mut tx = state.db.begin().await?;
+    let user = users_db::insert(&mut *tx, &new).await.map_err(|err| {
+        let taken = err
+            .as_database_error()
+            .and_then(|e| e.constraint())
+            .is_some_and(|c| c == EMAIL_UNIQUE_INDEX);
+        if taken {
+            ApiError::conflict("email_taken", "an account with this email already exists")
+        } else {
+            err.into()
+        }
+    })?;
+    let refresh = refresh::issue(
+        &mut *tx,
+        user.id,
+        None,
+        state.settings.auth.refresh_token_ttl,
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        AuditEntry::new("user.create", "user", user.id)
+            .actor(user.id)
+            .after(
+                serde_json::json!({ "email": user.email, "name": user.name, "source": "signup" }),
+            )
+            .request(request_id.as_deref()),
+    )
+    .await?;
+    tx.commit().await?;
+    state.known_users.insert(user.id);
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(session(&state, user, refresh)?),
+    ))
+}
+
+/// Signs in with email and password; starts a new refresh-token family.
+#[utoipa::path(
+    post, path = "/api/v1/auth/signin", tag = "auth",
+    request_body = SignInRequest,
+    responses(
+        (status = 200, body = Session),
+        (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<SignInRequest>,
+) -> ApiResult<ApiJson<Session>> {
+    state.auth_limits.check_ip(ip)?;
+    let email = body.email.trim().to_lowercase();
+    state.auth_limits.check_account(&email)?;
+    let credentials = users_db::find_credentials(&state.db, &email).await?;
+    let (user_id, stored_hash) = match credentials {
+        Some(c) => (Some(c.id), c.password_hash),
+        None => (None, None),
+    };
+    let valid = password::verify_password(body.password, stored_hash)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let Some(user_id) = user_id.filter(|_| valid) else {
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "wrong email or password",
+        ));
+    };
+    let mut tx = state.db.begin().await?;
+    let user = users_db::find(&mut *tx, user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
+    let refresh = refresh::issue(
+        &mut *tx,
+        user.id,
+        None,
+        state.settings.auth.refresh_token_ttl,
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        AuditEntry::new("auth.signin", "user", user.id)
+            .actor(user.id)
+            .after(serde_json::json!({ "refresh_family": refresh.family_id, "ip": ip.to_string() }))
+            .request(request_id.as_deref()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ApiJson(session(&state, user, refresh)?))
+}
+
+/// Exchanges a refresh token for a new session. Each refresh token works once; presenting a
+/// used one revokes every token of its sign-in (reuse detection).
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = Session),
+        (status = 401, description = "Unknown, expired, revoked or reused token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn refresh_session(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> ApiResult<ApiJson<Session>> {
+    state.auth_limits.check_ip(ip)?;
+    let mut tx = state.db.begin().await?;
+    let rotation = refresh::rotate(
+        &mut tx,
+        &body.refresh_token,
+        state.settings.auth.refresh_token_ttl,
+    )
+    .await?;
+    match rotation {
+        Rotation::Unknown => Err(ApiError::unauthorized(
+            "invalid_refresh_token",
+            "the refresh token is not valid",
+        )),
+        Rotation::Expired => Err(ApiError::unauthorized(
+            "refresh_token_expired",
+            "the refresh token has expired; sign in again",
+        )),
+        Rotation::Reused { user_id, family_id } => {
+            audit::record(
+                &mut *tx,
+                AuditEntry::new("auth.refresh_reuse", "refresh_family", family_id)
+                    .actor(user_id)
+                    .after(serde_json::json!({ "revoked": true, "ip": ip.to_string() }))
+                    .request(request_id.as_deref()),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(%user_id, %family_id, "refresh token reused; family revoked");
+            Err(ApiError::unauthorized(
+                "refresh_token_reused",
+                "this refresh token was already used; every session from the same sign-in is revoked",
+            ))
+        }
+        Rotation::Rotated { user_id, next } => {
+            let user = users_db::find(&mut *tx, user_id).await?.ok_or_else(|| {
+                ApiError::unauthorized("invalid_refresh_token", "the account no longer exists")
+            })?;
+            audit::record(
+                &mut *tx,
+                AuditEntry::new("auth.refresh", "refresh_family", next.family_id)
+                    .actor(user_id)
+                    .request(request_id.as_deref()),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(ApiJson(session(&state, user, next)?))
+        }
+    }
+}
+
+/// Revokes the session of one refresh token, or with `all` every session of the caller.
+#[utoipa::path(
+    post, path = "/api/v1/auth/signout", tag = "auth",
+    security(("bearer" = [])),
+    request_body = SignOutRequest,
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Neither `refresh_token` nor `all`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sign_out(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<SignOutRequest>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let (scope, revoked) = match (body.all, body.refresh_token.as_deref()) {
+        (true, _) => (
+            "all",
+            refresh::revoke_all_of_user(&mut *tx, caller.id).await?,
+        ),
+        (false, Some(token)) => match refresh::family_of(&mut *tx, token, caller.id).await? {
+            Some(family) => ("session", refresh::revoke_family(&mut *tx, family).await?),
+            // Someone else's or an unknown token: nothing of the caller's to revoke.
+            None => ("session", 0),
+        },
+        (false, None) => {
+            return Err(ApiError::invalid_field(
+                "refresh_token",
+                "send the session's refresh_token, or all: true",
+            ))
+        }
+    };
+    audit::record(
+        &mut *tx,
+        AuditEntry::new("auth.signout", "user", caller.id)
+            .actor(caller.id)
+            .after(serde_json::json!({ "scope": scope, "revoked_tokens": revoked }))
+            .request(request_id.as_deref()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

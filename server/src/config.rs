@@ -1,0 +1,432 @@
+//! Command-line and environment configuration, validated once at start into [`Settings`].
+//!
+//! Every flag is also an environment variable. [`ServeArgs::validate`] turns raw input into
+//! settings or a [`ConfigError`] that says which setting is wrong and why.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::RngCore;
+
+/// Below this many bytes an HS256 secret is guessable; production refuses it.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Local development: a missing JWT secret is generated (and said so), CORS may be `*`.
+    Dev,
+    /// Production: every secret must be given; unsafe settings are refused.
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Flags of `potentia serve` (and, in part, of `migrate` and `token`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Redis for cross-node fan-out; without it the node fans out in process.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Address and port to listen on.
+    #[arg(long, env = "POTENTIA_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    #[arg(long, env = "POTENTIA_MODE", value_enum, default_value = "dev")]
+    pub mode: Mode,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    /// Lifetime of access tokens the server issues, in seconds.
+    #[arg(long, env = "POTENTIA_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
+    /// Lifetime of refresh tokens, in seconds (default 30 days).
+    #[arg(long, env = "POTENTIA_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl_secs: u64,
+
+    /// Maximum request body size in bytes.
+    #[arg(long, env = "POTENTIA_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// Origins allowed by CORS, comma-separated; `*` allows any (dev mode only). Empty: none.
+    #[arg(
+        long,
+        env = "POTENTIA_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Take the client address from the last `X-Forwarded-For` entry (behind a trusted proxy).
+    #[arg(long, env = "POTENTIA_TRUST_PROXY_HEADERS", default_value_t = false)]
+    pub trust_proxy_headers: bool,
+
+    /// Sign-up, sign-in and refresh requests allowed per client IP per minute.
+    #[arg(long, env = "POTENTIA_AUTH_RATE_PER_IP", default_value_t = 30)]
+    pub auth_rate_per_ip_per_minute: u32,
+
+    /// Sign-in attempts allowed per account (email) per minute.
+    #[arg(long, env = "POTENTIA_AUTH_RATE_PER_ACCOUNT", default_value_t = 10)]
+    pub auth_rate_per_account_per_minute: u32,
+
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT before exiting.
+    #[arg(long, env = "POTENTIA_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Do not run pending migrations at start.
+    #[arg(long, env = "POTENTIA_NO_MIGRATE", default_value_t = false)]
+    pub no_migrate: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Postgres (with pgvector) connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Size of the connection pool.
+    #[arg(long, env = "POTENTIA_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct JwtArgs {
+    /// HS256 secret for verifying and issuing JWTs (a Supabase project's JWT secret works).
+    #[arg(long, env = "POTENTIA_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Required `aud` claim.
+    #[arg(long, env = "POTENTIA_JWT_AUDIENCE", default_value = "authenticated")]
+    pub jwt_audience: String,
+
+    /// `iss` claim of tokens this server issues.
+    #[arg(long, env = "POTENTIA_JWT_ISSUER", default_value = "potentia")]
+    pub jwt_issuer: String,
+}
+
+/// Logging flags, shared by every subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    #[arg(
+        long,
+        env = "POTENTIA_LOG_FORMAT",
+        value_enum,
+        default_value = "human",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Filter in `tracing` syntax, e.g. `info,potentia_server=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+
+    /// OTLP/gRPC endpoint for trace export (needs the `otlp` cargo feature).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("POTENTIA_JWT_SECRET is required in production mode")]
+    MissingJwtSecret,
+    #[error("POTENTIA_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes in production mode (got {0})")]
+    WeakJwtSecret(usize),
+    #[error("POTENTIA_JWT_SECRET must not be empty")]
+    EmptyJwtSecret,
+    #[error("POTENTIA_CORS_ORIGINS=* is refused in production mode; list the origins")]
+    WildcardCorsInProduction,
+    #[error("POTENTIA_CORS_ORIGINS: {0:?} is not an origin like https://app.example.com")]
+    BadCorsOrigin(String),
+    #[error("{name} must be greater than zero")]
+    Zero { name: &'static str },
+    #[error("DATABASE_URL must start with postgres:// or postgresql://")]
+    BadDatabaseUrl,
+    #[error("REDIS_URL must start with redis:// or rediss://")]
+    BadRedisUrl,
+}
+
+/// The JWT secret in force and where it came from.
+#[derive(Clone)]
+pub struct JwtSecret {
+    pub bytes: Vec<u8>,
+    /// True when dev mode generated it because none was configured.
+    pub generated: bool,
+}
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSecret")
+            .field("bytes", &"<redacted>")
+            .field("generated", &self.generated)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub jwt_secret: JwtSecret,
+    pub audience: String,
+    pub issuer: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub rate_per_ip_per_minute: u32,
+    pub rate_per_account_per_minute: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    None,
+    Any,
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub bind: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub cors: CorsOrigins,
+    pub trust_proxy_headers: bool,
+    pub shutdown_grace: Duration,
+}
+
+/// Validated configuration of a running server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub redis_url: Option<String>,
+    pub run_migrations: bool,
+    pub auth: AuthSettings,
+    pub http: HttpSettings,
+}
+
+impl ServeArgs {
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        self.database.validate()?;
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError::BadRedisUrl);
+            }
+        }
+        let jwt_secret = self.jwt.secret(self.mode)?;
+        for (name, value) in [
+            ("POTENTIA_ACCESS_TOKEN_TTL_SECS", self.access_token_ttl_secs),
+            (
+                "POTENTIA_REFRESH_TOKEN_TTL_SECS",
+                self.refresh_token_ttl_secs,
+            ),
+            ("POTENTIA_BODY_LIMIT_BYTES", self.body_limit_bytes as u64),
+            (
+                "POTENTIA_AUTH_RATE_PER_IP",
+                u64::from(self.auth_rate_per_ip_per_minute),
+            ),
+            (
+                "POTENTIA_AUTH_RATE_PER_ACCOUNT",
+                u64::from(self.auth_rate_per_account_per_minute),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { name });
+            }
+        }
+        let cors = parse_cors(&self.cors_origins, self.mode)?;
+        Ok(Settings {
+            mode: self.mode,
+            database_url: self.database.database_url,
+            db_max_connections: self.database.db_max_connections,
+            redis_url: self.redis_url,
+            run_migrations: !self.no_migrate,
+            auth: AuthSettings {
+                jwt_secret,
+                audience: self.jwt.jwt_audience,
+                issuer: self.jwt.jwt_issuer,
+                access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
+                refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs),
+                rate_per_ip_per_minute: self.auth_rate_per_ip_per_minute,
+                rate_per_account_per_minute: self.auth_rate_per_account_per_minute,
+            },
+            http: HttpSettings {
+                bind: self.bind,
+                body_limit_bytes: self.body_limit_bytes,
+                cors,
+                trust_proxy_headers: self.trust_proxy_headers,
+                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            },
+        })
+    }
+}
+
+impl DatabaseArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.db_max_connections == 0 {
+            return Err(ConfigError::Zero {
+                name: "POTENTIA_DB_MAX_CONNECTIONS",
+            });
+        }
+        let url = &self.database_url;
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(())
+        } else {
+            Err(ConfigError::BadDatabaseUrl)
+        }
+    }
+}
+
+impl JwtArgs {
+    /// The configured secret; in dev mode a random one when none is configured.
+    pub fn secret(&self, mode: Mode) -> Result<JwtSecret, ConfigError> {
+        match (&self.jwt_secret, mode) {
+            (Some(secret), _) if secret.is_empty() => Err(ConfigError::EmptyJwtSecret),
+            (Some(secret), Mode::Production) if secret.len() < MIN_JWT_SECRET_BYTES => {
+                Err(ConfigError::WeakJwtSecret(secret.len()))
+            }
+            (Some(secret), _) => Ok(JwtSecret {
+                bytes: secret.as_bytes().to_vec(),
+                generated: false,
+            }),
+            (None, Mode::Production) => Err(ConfigError::MissingJwtSecret),
+            (None, Mode::Dev) => {
+                let mut bytes = vec![0u8; 48];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                Ok(JwtSecret {
+                    bytes,
+                    generated: true,
+                })
+            }
+        }
+    }
+}
+
+fn parse_cors(origins: &[String], mode: Mode) -> Result<CorsOrigins, ConfigError> {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(CorsOrigins::None);
+    }
+    if origins.contains(&"*") {
+        return match mode {
+            Mode::Dev => Ok(CorsOrigins::Any),
+            Mode::Production => Err(ConfigError::WildcardCorsInProduction),
+        };
+    }
+    let mut list = Vec::with_capacity(origins.len());
+    for origin in origins {
+        let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && !origin.ends_with('/')
+            && http::HeaderValue::from_str(origin).is_ok();
+        if !valid {
+            return Err(ConfigError::BadCorsOrigin(origin.to_owned()));
+        }
+        list.push(origin.to_owned());
+    }
+    Ok(CorsOrigins::List(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["potentia", "--database-url", "postgres://u@127.0.0.1/db"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).serve.validate()
+    }
+
+    #[test]
+    fn dev_mode_generates_a_secret_when_none_is_given() {
+        let settings = parse(&["--mode", "dev"]).unwrap();
+        assert!(settings.auth.jwt_secret.generated);
+        assert_eq!(settings.auth.jwt_secret.bytes.len(), 48);
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_a_secret() {
+        assert_eq!(
+            parse(&["--mode", "production"]).unwrap_err(),
+            ConfigError::MissingJwtSecret
+        );
+    }
+
+    #[test]
+    fn production_refuses_a_short_secret() {
+        assert_eq!(
+            parse(&["--mode", "production", "--jwt-secret", "short"]).unwrap_err(),
+            ConfigError::WeakJwtSecret(5)
+        );
+    }
+
+    #[test]
+    fn production_refuses_wildcard_cors() {
+        let secret = "x".repeat(40);
+        let err = parse(&[
+            "--mode",
+            "production",
+            "--jwt-secret",
+            &secret,
+            "--cors-origins",
+            "*",
+        ])
+        .unwrap_err();
+        assert_eq!(err, ConfigError::WildcardCorsInProduction);
+    }
+
+    #[test]
+    fn cors_origins_are_parsed_as_a_list() {
+        let settings =
+            parse(&["--cors-origins", "https://a.example,http://localhost:3000"]).unwrap();
+        assert_eq!(
+            settings.http.cors,
+            CorsOrigins::List(vec![
+                "https://a.example".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_cors_origin_with_a_path_is_refused() {
+        assert!(matches!(
+            parse(&["--cors-origins", "https://a.example/"]).unwrap_err(),
+            ConfigError::BadCorsOrigin(_)
+        ));
+    }
+
+    #[test]
+    fn a_non_postgres_database_url_is_refused() {
+        let err = Cli::parse_from(["potentia", "--database-url", "mysql://x"])
+            .serve
+            .validate()
+            .unwrap_err();
+        assert_eq!(err, ConfigError::BadDatabaseUrl);
+    }
+
+    #[test]
+    fn zero_body_limit_is_refused() {
+        assert_eq!(
+            parse(&["--body-limit-bytes", "0"]).unwrap_err(),
+            ConfigError::Zero {
+                name: "POTENTIA_BODY_LIMIT_BYTES"
+            }
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! `ApiJson<T>`: a JSON body extractor whose every rejection is a problem response that names
+//! the offending field, and a JSON response wrapper.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::error::Category;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON request body (or response). Rejections: 415 without a JSON content type, 413 over the
+/// body limit, 400 for malformed JSON, 422 naming the field for wrong types, missing or unknown
+/// fields.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !has_json_content_type(&req) {
+            return Err(ApiError::UnsupportedMediaType {
+                detail: "expected a request body with `Content-Type: application/json`".into(),
+            });
+        }
+        let limit = state.settings.http.body_limit_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::bad_request("unreadable_body", rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn has_json_content_type(req: &Request) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses a JSON body, turning serde's error into a problem that names the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        describe_json_error(&path, err.into_inner())
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| describe_json_error(".", err))?;
+    Ok(value)
+}
+
+fn describe_json_error(path: &str, err: serde_json::Error) -> ApiError {
+    let message = message_without_position(&err);
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+            "malformed_json",
+            format!("request body is not valid JSON: {message}"),
+        ),
+        Category::Data => {
+            let field = field_of(path, &message);
+            ApiError::invalid_field(field, message)
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; the field path already says where.
+fn message_without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// For a missing field serde reports the parent path and names the field in the message; for
+/// an unknown field the path already ends with it.
+fn field_of(path: &str, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (missing, path) {
+        (Some(name), "." | "") => name.to_owned(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, "." | "") => "body".to_owned(),
+        (None, path) => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        age: u32,
+        #[serde(default)]
+        nested: Option<Nested>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Nested {
+        flag: bool,
+    }
+
+    fn field_error(json: &str) -> (String, String) {
+        match parse_json::<Body>(json.as_bytes()).unwrap_err() {
+            ApiError::Validation { errors, .. } => {
+                (errors[0].field.clone(), errors[0].message.clone())
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        assert_eq!(field_error(r#"{"age": 3}"#).0, "email");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_its_path() {
+        assert_eq!(field_error(r#"{"email": "a", "age": "x"}"#).0, "age");
+        assert_eq!(
+            field_error(r#"{"email": "a", "age": 1, "nested": {"flag": 3}}"#).0,
+            "nested.flag"
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        assert_eq!(
+            field_error(r#"{"email": "a", "age": 1, "role": "x"}"#).0,
+            "role"
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_a_bad_request() {
+        let err = parse_json::<Body>(b"{\"email\": ").unwrap_err();
+        assert_eq!(err.code(), "malformed_json");
+    }
+
+    #[test]
+    fn trailing_garbage_is_a_bad_request() {
+        let err = parse_json::<Body>(br#"{"email": "a", "age": 1} x"#).unwrap_err();
+        assert_eq!(err.code(), "malformed_json");
+    }
+
+    #[test]
+    fn messages_do_not_carry_line_and_column() {
+        assert!(!field_error(r#"{"age": 3}"#).1.contains("line"));
+    }
+}

@@ -1,0 +1,20 @@
+//! Potentia's server: configuration, the axum router, authentication, the REST modules and
+//! operational endpoints. Domain crates hold the logic; this crate speaks HTTP.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod state;
+pub mod telemetry;
+pub mod users;
+
+pub use app::{router, routes, run, serve};
+pub use config::Settings;
+pub use state::AppState;

@@ -1,0 +1,40 @@
+//! Shared state of a running server, cloned into every handler.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    /// Present when `REDIS_URL` is configured.
+    pub redis: Option<redis::Client>,
+    pub settings: Arc<Settings>,
+    pub jwt: Arc<JwtKeys>,
+    pub metrics: Arc<Metrics>,
+    pub auth_limits: Arc<AuthRateLimits>,
+    pub known_users: Arc<KnownUsers>,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, db: PgPool) -> Result<Self, redis::RedisError> {
+        let redis = settings
+            .redis_url
+            .as_deref()
+            .map(redis::Client::open)
+            .transpose()?;
+        Ok(Self {
+            db,
+            redis,
+            jwt: Arc::new(JwtKeys::new(&settings.auth)),
+            auth_limits: Arc::new(AuthRateLimits::new(&settings.auth)),
+            metrics: Arc::new(Metrics::new()),
+            known_users: Arc::new(KnownUsers::default()),
+            settings: Arc::new(settings),
+        })
+    }
+}

@@ -1,0 +1,236 @@
+//! The `potentia` binary as an operator runs it: configuration checks, `token`, and graceful
+//! shutdown on SIGTERM that lets an in-flight request finish.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use sqlx::{Connection, PgConnection};
+
+const BIN: &str = env!("CARGO_BIN_EXE_potentia");
+const SECRET: &str = "cli-test-secret-cli-test-secret-cli-test";
+
+fn potentia() -> Command {
+    let mut command = Command::new(BIN);
+    for var in [
+        "POTENTIA_JWT_SECRET",
+        "POTENTIA_MODE",
+        "REDIS_URL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+#[test]
+fn production_mode_refuses_to_start_without_a_jwt_secret() {
+    let out = potentia()
+        .args([
+            "serve",
+            "--mode",
+            "production",
+            "--database-url",
+            "postgres://u@127.0.0.1:1/x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("POTENTIA_JWT_SECRET is required in production mode"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_invalid_setting_is_named_at_start() {
+    let out = potentia()
+        .args([
+            "serve",
+            "--database-url",
+            "mysql://x",
+            "--jwt-secret",
+            SECRET,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL must start with postgres://")
+    );
+}
+
+#[test]
+fn token_mints_a_jwt_for_the_given_user() {
+    let user = "0190e0c4-8f3a-7cc2-9b4e-1d2f3a4b5c6d";
+    let out = potentia()
+        .args([
+            "token",
+            "--user",
+            user,
+            "--email",
+            "ops@example.org",
+            "--ttl-secs",
+            "120",
+        ])
+        .env("POTENTIA_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&["authenticated"]);
+    let claims = decode::<serde_json::Value>(
+        token.trim(),
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["sub"], user);
+    assert_eq!(claims["email"], "ops@example.org");
+}
+
+#[test]
+fn token_without_a_secret_says_what_is_missing() {
+    let out = potentia().args(["token"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("POTENTIA_JWT_SECRET must be set"));
+}
+
+/// A scratch database for one test, dropped at the end.
+struct ScratchDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDb {
+    async fn create() -> Self {
+        let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL (run ./scripts/test.sh)");
+        let name = format!("potentia_cli_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin.split('?').next().unwrap_or(&admin);
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        Self { admin, name, url }
+    }
+
+    async fn drop_now(self) {
+        let mut conn = PgConnection::connect(&self.admin).await.unwrap();
+        sqlx::query(&format!(
+            "drop database if exists {} with (force)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// Streams the child's log lines (tracing writes to stdout) into a channel.
+fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+    panic!("the server never logged {needle:?}");
+}
+
+/// Kills the server if the test fails before it exits by itself.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// Multi-threaded: the test blocks on log lines while the request task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_cleanly() {
+    let db = ScratchDb::create().await;
+    let child = potentia()
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "human"])
+        .env("DATABASE_URL", &db.url)
+        .env("POTENTIA_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "info,tower_http=debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let lines = log_lines(&mut child.0);
+    let listening = wait_for_line(&lines, "listening");
+    let addr = listening
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address in the listening line")
+        .to_owned();
+
+    let signup = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/api/v1/auth/signup"))
+            .json(&serde_json::json!({ "email": "drain@example.org", "password": "long enough password" }))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    wait_for_line(&lines, "started processing request");
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    assert_eq!(
+        signup.await.unwrap().unwrap(),
+        201,
+        "the in-flight sign-up completes"
+    );
+    wait_for_line(&lines, "shutting down");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    db.drop_now().await;
+}

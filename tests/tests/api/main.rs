@@ -1,0 +1,6 @@
+//! End-to-end tests of the HTTP API: a real server over real Postgres, driven through HTTP.
+
+mod auth;
+mod errors;
+mod ops;
+mod profile;
