@@ -42,6 +42,9 @@ VENV_MARKER=$VENV/.potentia-installed
 
 HOST=127.0.0.1
 PORT=${POTENTIA_PG_PORT:-54329}
+# Without an explicit port, a default taken by something else (say another checkout's
+# cluster) moves this cluster to the next free port instead of failing.
+PORT_EXPLICIT=${POTENTIA_PG_PORT:+yes}
 DB_USER=potentia
 DB_NAME=potentia
 OS_USER=${POTENTIA_PG_OS_USER:-potentia-pg}
@@ -481,6 +484,25 @@ check_data_dir_usable() {
     fi
 }
 
+# Sets PORT when none was given: the running cluster's port, else the first free one from the
+# default on.
+choose_port() {
+    [ -n "$PORT_EXPLICIT" ] && return 0
+    if pg_ctl_running && postmaster_alive; then
+        PORT=$(effective_port)
+        return 0
+    fi
+    local candidate=$PORT
+    while tcp_open "$HOST" "$candidate"; do
+        candidate=$((candidate + 1))
+        [ "$candidate" -le $((PORT + 50)) ] || die "no free port in $PORT..$((PORT + 50)) on $HOST; set POTENTIA_PG_PORT"
+    done
+    if [ "$candidate" != "$PORT" ]; then
+        log "port $PORT is taken by something else; this cluster uses $candidate"
+        PORT=$candidate
+    fi
+}
+
 up_local() {
     local t0
     t0=$(now_ms)
@@ -499,6 +521,7 @@ up_local() {
         fresh=fresh
     fi
     own_paths
+    choose_port
     if pg_ctl_running && postmaster_alive; then
         local cur_port
         cur_port=$(effective_port)
