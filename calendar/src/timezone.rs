@@ -120,10 +120,22 @@ fn offset_seconds_at(zone: Tz, instant: NaiveDateTime) -> i64 {
 /// than `local` before the transition and later than it after. No real zone has offsets
 /// beyond ±26 hours, so a bracket of ±36 hours around `local` (read as UTC) holds it.
 fn resolve_in_gap(local: NaiveDateTime, zone: Tz) -> LocalTimeResolution {
-    let wall_clock_at =
-        |instant: NaiveDateTime| instant + Duration::seconds(offset_seconds_at(zone, instant));
-    let mut before = local - Duration::hours(36);
-    let mut after = local + Duration::hours(36);
+    let wall_clock_at = |instant: NaiveDateTime| {
+        instant
+            .checked_add_signed(Duration::seconds(offset_seconds_at(zone, instant)))
+            .unwrap_or(instant)
+    };
+    let bracket = Duration::hours(36);
+    let (Some(mut before), Some(mut after)) = (
+        local.checked_sub_signed(bracket),
+        local.checked_add_signed(bracket),
+    ) else {
+        // Only at the very ends of chrono's range, where no zone has gaps.
+        return LocalTimeResolution {
+            instant: local.and_utc(),
+            kind: LocalTimeKind::Unique,
+        };
+    };
     while after - before > Duration::seconds(1) {
         let middle = before + (after - before) / 2;
         if wall_clock_at(middle) < local {
@@ -134,7 +146,10 @@ fn resolve_in_gap(local: NaiveDateTime, zone: Tz) -> LocalTimeResolution {
     }
     let offset_before = offset_seconds_at(zone, before);
     let offset_after = offset_seconds_at(zone, after);
-    let instant = (local - Duration::seconds(offset_before)).and_utc();
+    let instant = local
+        .checked_sub_signed(Duration::seconds(offset_before))
+        .unwrap_or(local)
+        .and_utc();
     LocalTimeResolution {
         instant,
         kind: LocalTimeKind::InGap {
@@ -231,6 +246,18 @@ mod tests {
             resolve_local(local(2018, 2, 17, 23, 30), zone),
             utc("2018-02-18T01:30:00Z")
         );
+    }
+
+    #[test]
+    fn extreme_local_times_resolve_without_panicking() {
+        for zone in [
+            Tz::UTC,
+            chrono_tz::America::New_York,
+            chrono_tz::Pacific::Apia,
+        ] {
+            let _ = resolve_local(NaiveDateTime::MIN, zone);
+            let _ = resolve_local(NaiveDateTime::MAX, zone);
+        }
     }
 
     #[test]

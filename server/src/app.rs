@@ -22,7 +22,7 @@ use crate::config::{CorsOrigins, Settings};
 use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{auth, db, metrics, ops, users};
+use crate::{auth, canvases, db, invitations, metrics, ops, users, workspaces};
 
 /// Every route of the API and its OpenAPI document, built from the same registrations.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -35,6 +35,60 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::routes::refresh_session))
         .routes(routes!(auth::routes::sign_out))
         .routes(routes!(users::routes::get_me, users::routes::patch_me))
+        .routes(routes!(
+            workspaces::routes::create_workspace,
+            workspaces::routes::list_workspaces
+        ))
+        .routes(routes!(
+            workspaces::routes::get_workspace,
+            workspaces::routes::patch_workspace,
+            workspaces::routes::delete_workspace
+        ))
+        .routes(routes!(workspaces::routes::leave_workspace))
+        .routes(routes!(workspaces::routes::transfer_ownership))
+        .routes(routes!(workspaces::routes::list_members))
+        .routes(routes!(
+            workspaces::routes::change_member_role,
+            workspaces::routes::remove_member
+        ))
+        .routes(routes!(
+            invitations::routes::invite_to_workspace,
+            invitations::routes::list_workspace_invitations
+        ))
+        .routes(routes!(
+            invitations::routes::create_invite_link,
+            invitations::routes::list_invite_links
+        ))
+        .routes(routes!(invitations::routes::revoke_invite_link))
+        .routes(routes!(invitations::routes::join_by_link))
+        .routes(routes!(invitations::routes::list_my_invitations))
+        .routes(routes!(invitations::routes::accept_invitation))
+        .routes(routes!(invitations::routes::decline_invitation))
+        .routes(routes!(invitations::routes::accept_invitation_by_token))
+        .routes(routes!(invitations::routes::decline_invitation_by_token))
+        .routes(routes!(invitations::routes::revoke_invitation))
+        .routes(routes!(
+            canvases::routes::create_canvas,
+            canvases::routes::list_canvases
+        ))
+        .routes(routes!(
+            canvases::routes::get_canvas,
+            canvases::routes::patch_canvas,
+            canvases::routes::delete_canvas
+        ))
+        .routes(routes!(canvases::routes::archive_canvas))
+        .routes(routes!(canvases::routes::restore_canvas))
+        .routes(routes!(canvases::routes::duplicate_canvas))
+        .routes(routes!(canvases::routes::get_permissions))
+        .routes(routes!(canvases::routes::list_canvas_members))
+        .routes(routes!(
+            canvases::routes::change_canvas_member_role,
+            canvases::routes::remove_canvas_member
+        ))
+        .routes(routes!(
+            invitations::routes::invite_to_canvas,
+            invitations::routes::list_canvas_invitations
+        ))
         .split_for_parts()
 }
 

@@ -1,19 +1,25 @@
 //! Potentia's server: configuration, the axum router, authentication, the REST modules and
 //! operational endpoints. Domain crates hold the logic; this crate speaks HTTP.
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod canvases;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod invitations;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod pagination;
+pub mod secret;
 pub mod state;
 pub mod telemetry;
 pub mod users;
+pub mod workspaces;
 
 pub use app::{router, routes, run, serve};
 pub use config::Settings;

@@ -15,6 +15,9 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Sign-up, sign-in, tokens and the caller's profile"),
         (name = "ops", description = "Health, readiness and metrics"),
+        (name = "workspaces", description = "Workspaces and their members"),
+        (name = "invitations", description = "Invitations to workspaces and canvases, and invite links"),
+        (name = "canvases", description = "Canvases, permissions and canvas members"),
     )
 )]
 pub struct ApiDoc;

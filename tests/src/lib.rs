@@ -302,6 +302,101 @@ impl TestApp {
             .bearer_auth(token)
     }
 
+    /// Sends a request (with a token and a JSON body when given) and returns status and body
+    /// (`Null` for an empty body).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, body)
+    }
+
+    /// Creates a workspace as the holder of `token`; returns its id.
+    pub async fn create_workspace(&self, token: &str, name: &str) -> Uuid {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/workspaces",
+                Some(token),
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("workspace id")
+    }
+
+    /// Invites `invitee` to the workspace with `role` and has them accept; the way every member
+    /// joins.
+    pub async fn add_member(
+        &self,
+        admin_token: &str,
+        workspace: Uuid,
+        invitee: &Session,
+        role: &str,
+    ) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/workspaces/{workspace}/invitations"),
+                Some(admin_token),
+                Some(json!({ "user_id": invitee.user_id(), "role": role })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["invitation"]["id"]
+            .as_str()
+            .expect("invitation id")
+            .to_owned();
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/invitations/{id}/accept"),
+                Some(invitee.access_token()),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Creates a canvas as the holder of `token`, personal or in a workspace; returns its id.
+    pub async fn create_canvas(&self, token: &str, workspace: Option<Uuid>, title: &str) -> Uuid {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/canvases",
+                Some(token),
+                Some(json!({ "title": title, "workspace_id": workspace })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("canvas id")
+    }
+
     /// Audit rows with `action`, oldest first.
     pub async fn audit_rows(&self, action: &str) -> Vec<AuditRow> {
         sqlx::query_as::<_, AuditRow>(

@@ -74,9 +74,23 @@ pub(crate) struct CrateGenerator {
 }
 
 impl CrateGenerator {
-    pub(crate) fn new(rule: &RecurrenceRule, start: NaiveDateTime) -> Result<Self, CalendarError> {
-        let crate_start = rrule::Tz::UTC.from_utc_datetime(&start);
-        let validated = crate_rule(rule)
+    /// `skip_to`: when set (only for rules without `COUNT`), expansion starts at the first
+    /// period of the rule's interval grid that begins at least a week before it, instead of at
+    /// `start`. Nothing at or after `skip_to` changes: the periods keep their alignment and
+    /// the parts the crate would take from `start` are made explicit.
+    pub(crate) fn new(
+        rule: &RecurrenceRule,
+        start: NaiveDateTime,
+        skip_to: Option<NaiveDateTime>,
+    ) -> Result<Self, CalendarError> {
+        let mut crate_rule = crate_rule(rule);
+        let mut expansion_start = start;
+        if let Some(period_start) = skip_to.and_then(|to| aligned_period_start(rule, start, to)) {
+            crate_rule = with_start_defaults(crate_rule, rule, start);
+            expansion_start = period_start;
+        }
+        let crate_start = rrule::Tz::UTC.from_utc_datetime(&expansion_start);
+        let validated = crate_rule
             .validate(crate_start)
             .map_err(|error| CalendarError::rrule(crate_error_message(&error)))?;
         let set = rrule::RRuleSet::new(crate_start).rrule(validated).limit();
@@ -134,6 +148,100 @@ fn crate_rule(rule: &RecurrenceRule) -> rrule::RRule<rrule::Unvalidated> {
         .by_second(rule.by_second.clone())
 }
 
+/// Makes explicit the parts the crate fills from the series start when a rule leaves them out
+/// (RFC 5545: the day, month and time of day come from `DTSTART`), so that expansion can
+/// begin at another period without changing them.
+fn with_start_defaults(
+    crate_rule: rrule::RRule<rrule::Unvalidated>,
+    rule: &RecurrenceRule,
+    start: NaiveDateTime,
+) -> rrule::RRule<rrule::Unvalidated> {
+    let mut crate_rule = crate_rule;
+    let no_day_parts = rule.by_week_no.is_empty()
+        && rule.by_year_day.is_empty()
+        && rule.by_month_day.is_empty()
+        && rule.by_day.is_empty();
+    if no_day_parts {
+        let start_day = i8::try_from(start.day()).unwrap_or(1);
+        match rule.frequency {
+            Frequency::Yearly => {
+                if rule.by_month.is_empty() {
+                    if let Ok(month) = Month::try_from(u8::try_from(start.month()).unwrap_or(1)) {
+                        crate_rule = crate_rule.by_month(&[month]);
+                    }
+                }
+                crate_rule = crate_rule.by_month_day(vec![start_day]);
+            }
+            Frequency::Monthly => crate_rule = crate_rule.by_month_day(vec![start_day]),
+            Frequency::Weekly => {
+                crate_rule = crate_rule.by_weekday(vec![rrule::NWeekday::Every(start.weekday())]);
+            }
+            _ => {}
+        }
+    }
+    let part = |value: u32| vec![u8::try_from(value).unwrap_or(0)];
+    if rule.by_hour.is_empty() {
+        crate_rule = crate_rule.by_hour(part(start.hour()));
+    }
+    if rule.by_minute.is_empty() {
+        crate_rule = crate_rule.by_minute(part(start.minute()));
+    }
+    if rule.by_second.is_empty() {
+        crate_rule = crate_rule.by_second(part(start.second()));
+    }
+    crate_rule
+}
+
+/// How far before the skip target expansion restarts, so that periods spilling over their
+/// calendar boundary (ISO weeks at the turn of the year) are still generated in full.
+const SKIP_MARGIN: Duration = Duration::days(7);
+
+/// The start (at midnight) of the latest period on the rule's interval grid that begins at or
+/// before `skip_to - SKIP_MARGIN` and after `start`'s own period; `None` when there is none.
+fn aligned_period_start(
+    rule: &RecurrenceRule,
+    start: NaiveDateTime,
+    skip_to: NaiveDateTime,
+) -> Option<NaiveDateTime> {
+    let target = skip_to.checked_sub_signed(SKIP_MARGIN)?.date();
+    let start_date = start.date();
+    let interval = i64::from(rule.interval);
+    let first_of_period = match rule.frequency {
+        Frequency::Daily => {
+            let periods = (target - start_date).num_days() / interval;
+            start_date.checked_add_signed(Duration::days(periods.checked_mul(interval)?))
+        }
+        Frequency::Weekly => {
+            let days_into_week = (7 + i64::from(start_date.weekday().num_days_from_monday())
+                - i64::from(rule.week_start.num_days_from_monday()))
+                % 7;
+            let week_start = start_date.checked_sub_signed(Duration::days(days_into_week))?;
+            let periods = (target - week_start).num_days() / 7 / interval;
+            week_start.checked_add_signed(Duration::days(periods.checked_mul(interval * 7)?))
+        }
+        Frequency::Monthly => {
+            let months = i64::from(target.year() - start_date.year()) * 12
+                + i64::from(target.month())
+                - i64::from(start_date.month());
+            let skipped = months / interval * interval;
+            let month_index =
+                i64::from(start_date.year()) * 12 + i64::from(start_date.month0()) + skipped;
+            let year = i32::try_from(month_index.div_euclid(12)).ok()?;
+            let month = u32::try_from(month_index.rem_euclid(12)).ok()? + 1;
+            NaiveDate::from_ymd_opt(year, month, 1)
+        }
+        Frequency::Yearly => {
+            let years = i64::from(target.year() - start_date.year());
+            let year = i64::from(start_date.year()) + years / interval * interval;
+            NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, 1, 1)
+        }
+        Frequency::Hourly | Frequency::Minutely | Frequency::Secondly => None,
+    }?;
+    let period_start = first_of_period.and_time(NaiveTime::MIN);
+    // Only a period strictly after the start's own one is a skip.
+    (first_of_period > start_date && period_start > start).then_some(period_start)
+}
+
 /// Our own checks run first, so the crate rejects only what it cannot expand.
 fn crate_error_message(error: &rrule::RRuleError) -> String {
     let detail = match error {
@@ -160,22 +268,42 @@ pub(crate) struct SubDailyGenerator {
     step_seconds: i64,
     pending: VecDeque<NaiveDateTime>,
     exhausted: bool,
+    /// Periods after this cannot matter to the caller; generation ends there.
+    horizon: Option<NaiveDateTime>,
 }
 
 impl SubDailyGenerator {
-    pub(crate) fn new(rule: &RecurrenceRule, start: NaiveDateTime) -> Self {
-        let (unit_seconds, period) = match rule.frequency {
+    pub(crate) fn new(
+        rule: &RecurrenceRule,
+        start: NaiveDateTime,
+        horizon: Option<NaiveDateTime>,
+        skip_to: Option<NaiveDateTime>,
+    ) -> Self {
+        let (unit_seconds, mut period) = match rule.frequency {
             Frequency::Hourly => (3_600, truncate(start, start.hour(), 0, 0)),
             Frequency::Minutely => (60, truncate(start, start.hour(), start.minute(), 0)),
             _ => (1, start),
         };
+        let step_seconds = unit_seconds * i64::from(rule.interval);
+        // Jump whole steps towards `skip_to`, staying at least one day before it.
+        if let Some(target) = skip_to.and_then(|to| to.checked_sub_signed(Duration::days(1))) {
+            let steps = (target - period).num_seconds() / step_seconds;
+            if let Some(jumped) = steps
+                .checked_mul(step_seconds)
+                .filter(|seconds| *seconds > 0)
+                .and_then(|seconds| period.checked_add_signed(Duration::seconds(seconds)))
+            {
+                period = jumped;
+            }
+        }
         Self {
             rule: rule.clone(),
             start,
             period,
-            step_seconds: unit_seconds * i64::from(rule.interval),
+            step_seconds,
             pending: VecDeque::new(),
             exhausted: false,
+            horizon,
         }
     }
 
@@ -184,7 +312,7 @@ impl SubDailyGenerator {
             if let Some(next) = self.pending.pop_front() {
                 return Pull::Next(next);
             }
-            if self.exhausted {
+            if self.exhausted || self.horizon.is_some_and(|horizon| self.period > horizon) {
                 return Pull::Done;
             }
             if !budget.spend() {
@@ -385,11 +513,22 @@ pub(crate) enum Generator {
 }
 
 impl Generator {
-    pub(crate) fn new(rule: &RecurrenceRule, start: NaiveDateTime) -> Result<Self, CalendarError> {
+    pub(crate) fn new(
+        rule: &RecurrenceRule,
+        start: NaiveDateTime,
+        horizon: Option<NaiveDateTime>,
+        skip_to: Option<NaiveDateTime>,
+    ) -> Result<Self, CalendarError> {
         Ok(if rule.frequency.is_sub_daily() {
-            Self::SubDaily(Box::new(SubDailyGenerator::new(rule, start)))
+            Self::SubDaily(Box::new(SubDailyGenerator::new(
+                rule, start, horizon, skip_to,
+            )))
         } else {
-            Self::Crate(Box::new(CrateGenerator::new(rule, start)?))
+            // Skipping ahead only restates the rule; should the crate refuse the restated
+            // form, expanding from the start is always possible (it was checked on creation).
+            let generator = CrateGenerator::new(rule, start, skip_to)
+                .or_else(|_| CrateGenerator::new(rule, start, None))?;
+            Self::Crate(Box::new(generator))
         })
     }
 
@@ -472,13 +611,20 @@ pub(crate) struct RuleCursor {
 }
 
 impl RuleCursor {
+    /// `zone` is the series' zone (or the floating zone), `None` for all-day series;
+    /// candidates after `horizon` are never needed and end the rule early. Candidates before
+    /// `lowest_needed` are never needed either: a rule without `COUNT` (whose occurrences do
+    /// not depend on how many came before) skips most of them.
     pub(crate) fn new(
         rule: &RecurrenceRule,
         start: NaiveDateTime,
         zone: Option<Tz>,
+        horizon: Option<NaiveDateTime>,
+        lowest_needed: Option<NaiveDateTime>,
     ) -> Result<Self, CalendarError> {
+        let skip_to = lowest_needed.filter(|_| rule.count.is_none());
         Ok(Self {
-            generator: Generator::new(rule, start)?,
+            generator: Generator::new(rule, start, horizon, skip_to)?,
             start,
             count: rule.count,
             counted: 1,

@@ -3,7 +3,7 @@
 //! A [`Recurrence`] is validated once ([`Recurrence::new`]) and then expanded as often as
 //! needed over a window ([`Recurrence::expand`]). Rules are parsed by our own parser
 //! ([`RecurrenceRule::parse`]) so that errors name the problem; daily-and-longer rules are
-//! expanded by the `rrule` crate, sub-daily ones by [`generator`]'s own code.
+//! expanded by the `rrule` crate, sub-daily ones by our own code (module `generator`).
 //!
 //! # Kinds of series
 //!
@@ -43,12 +43,39 @@
 //! Expansion is bounded by the window and by [`ExpansionLimits`]: at most `max_occurrences`
 //! occurrences are returned and at most `max_candidates` candidate start times are examined
 //! (including those before the window and those an excluded day or hour skips over). Hitting
-//! either limit is reported in [`Expansion::truncated`], never silent. Infinite rules are
-//! fine: the window bounds them.
+//! either limit is reported in [`Expansion::truncated`], never silent; what is returned is
+//! then always a complete prefix of the window's occurrences (by original start). Infinite
+//! rules are fine: the window bounds them.
+//!
+//! A rule without `COUNT` does not walk from its start to a distant window: expansion jumps to
+//! the last period of the rule's `INTERVAL` grid that begins a week before the window, with
+//! the parts the rule takes from `DTSTART` made explicit, so a daily rule begun in 1990 costs
+//! the same as one begun last week. A rule with `COUNT` must count from its start.
 //!
 //! Inside the `rrule` crate one call for the next candidate may scan up to 100 000 periods
 //! when a rule can never match (`FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30`); that costs a few
 //! milliseconds and ends the rule, which is correct since it has no more occurrences.
+//!
+//! # Notes on the `rrule` crate (0.14)
+//!
+//! What we found and how it is worked around:
+//!
+//! * Its own DST handling drops occurrences whose local time falls in a gap that contains
+//!   midnight (`America/Sao_Paulo`, daily at 00:00 on 2018-11-04 is silently skipped) and
+//!   reports no original local start. We never give it a real zone: it expands in UTC-as-local
+//!   and [`crate::timezone`] resolves each local time.
+//! * Its `HOURLY`/`MINUTELY`/`SECONDLY` stepping loses occurrences when a day is excluded and
+//!   `BYHOUR`/`BYMINUTE` are present (`FREQ=SECONDLY;BYHOUR=3;BYMINUTE=7;BYSECOND=5;BYMONTH=2;
+//!   BYMONTHDAY=29` yields nothing; `FREQ=MINUTELY;BYHOUR=9;BYMINUTE=0,30;BYDAY=MO,FR` skips
+//!   whole weeks). Sub-daily rules are expanded by our own generator instead.
+//! * It gives the same instant twice across a spring-forward gap for sub-daily rules; we
+//!   deduplicate by instant.
+//! * Its validation rejects `BYDAY=-5MO` with `FREQ=MONTHLY` and `-53MO` with `FREQ=YEARLY`
+//!   (valid in RFC 5545) and bounds `BYSETPOS` to ±31 for `MONTHLY` and ±53 for `WEEKLY`; we
+//!   refuse those inputs up front with a message saying they are not supported.
+//! * It accepts `INTERVAL=0` (and then yields nothing), does not refuse `COUNT` with `UNTIL`,
+//!   and reads a floating `UNTIL` in the server's local zone; our parser refuses the first two
+//!   and applies `UNTIL` itself.
 
 mod generator;
 mod ical;
@@ -247,8 +274,9 @@ pub struct ExpansionLimits {
 }
 
 impl Default for ExpansionLimits {
-    /// 5 000 occurrences (a daily event for over 13 years) and 200 000 candidates (a daily rule
-    /// started 500 years ago, or a minutely rule over four months; a few tens of milliseconds).
+    /// 5 000 occurrences (a daily event for over 13 years) and 200 000 candidates (a minutely
+    /// rule over four months, or 500 years of a daily rule with `COUNT`; some tens of
+    /// milliseconds).
     fn default() -> Self {
         Self {
             max_occurrences: 5_000,
@@ -403,7 +431,7 @@ impl Recurrence {
             let rule = RecurrenceRule::parse(text.as_ref())?;
             check_rule_against_start(&rule, &start)?;
             // Build the expander once so that whatever the rrule crate refuses is refused here.
-            RuleCursor::new(&rule, start.local_start(), None)?;
+            RuleCursor::new(&rule, start.local_start(), None, None, None)?;
             rules.push(rule);
         }
         let mut extra_starts = vec![ExtraStart {
@@ -451,18 +479,7 @@ impl Recurrence {
             SeriesStart::AllDay(_) => None,
         };
         let resolve_zone = zone.unwrap_or(query.floating_zone);
-        let mut budget = WorkBudget::new(query.limits.max_candidates);
-        let mut cursors: Vec<MergeHead> = self
-            .rules
-            .iter()
-            .filter_map(|rule| RuleCursor::new(rule, self.start.local_start(), zone).ok())
-            .map(|cursor| MergeHead {
-                cursor,
-                head: None,
-                done: false,
-            })
-            .collect();
-        let mut extras = self.extra_starts.iter().peekable();
+        let start_local = self.start.local_start();
 
         // Local candidates outside these bounds cannot start inside the window.
         let lowest_local = query
@@ -472,20 +489,51 @@ impl Recurrence {
             .to
             .and_then(|to| to.naive_utc().checked_add_signed(WINDOW_SLACK));
 
+        let mut budget = WorkBudget::new(query.limits.max_candidates);
+        let mut cursors: Vec<MergeHead> = self
+            .rules
+            .iter()
+            .filter_map(|rule| {
+                RuleCursor::new(rule, start_local, zone, highest_local, lowest_local).ok()
+            })
+            .map(|cursor| MergeHead {
+                cursor,
+                head: None,
+                last_pulled: None,
+                finished: false,
+            })
+            .collect();
+        let mut extras = self.extra_starts.iter().peekable();
+
         let mut found: Vec<Occurrence> = Vec::new();
         let mut truncated = None;
+        // Once the candidate budget is spent, only starts up to here are known to be complete.
+        let mut frontier: Option<NaiveDateTime> = None;
         let mut last_local: Option<NaiveDateTime> = None;
         loop {
-            // Fill every rule's head.
-            for merge in cursors.iter_mut().filter(|m| m.head.is_none() && !m.done) {
-                match merge.cursor.pull(&mut budget) {
-                    Pull::Next(local) => merge.head = Some(local),
-                    Pull::Done => merge.done = true,
-                    Pull::OutOfBudget => truncated = Some(Truncation::MaxCandidates),
+            if truncated.is_none() {
+                for merge in cursors
+                    .iter_mut()
+                    .filter(|m| m.head.is_none() && !m.finished)
+                {
+                    match merge.cursor.pull(&mut budget) {
+                        Pull::Next(local) => {
+                            merge.head = Some(local);
+                            merge.last_pulled = Some(local);
+                        }
+                        Pull::Done => merge.finished = true,
+                        Pull::OutOfBudget => truncated = Some(Truncation::MaxCandidates),
+                    }
                 }
-            }
-            if truncated.is_some() {
-                break;
+                if truncated.is_some() {
+                    // Each unfinished rule is complete up to its head (or the last candidate it
+                    // gave); past the earliest of those, occurrences may be missing.
+                    frontier = cursors
+                        .iter()
+                        .filter(|m| !m.finished)
+                        .map(|m| m.head.or(m.last_pulled).unwrap_or(start_local))
+                        .min();
+                }
             }
             let rule_min = cursors.iter().filter_map(|m| m.head).min();
             let extra_min = extras.peek().map(|extra| extra.local);
@@ -498,7 +546,9 @@ impl Recurrence {
             for merge in cursors.iter_mut().filter(|m| m.head == Some(local)) {
                 merge.head = None;
             }
-            if highest_local.is_some_and(|highest| local > highest) {
+            if highest_local.is_some_and(|highest| local > highest)
+                || frontier.is_some_and(|frontier| local > frontier)
+            {
                 break;
             }
             if last_local == Some(local) {
@@ -538,8 +588,12 @@ impl Recurrence {
 /// A rule cursor with its next candidate, for the k-way merge in [`Recurrence::expand`].
 struct MergeHead {
     cursor: RuleCursor,
+    /// The next candidate, pulled but not yet merged.
     head: Option<NaiveDateTime>,
-    done: bool,
+    /// The latest candidate pulled, merged or not.
+    last_pulled: Option<NaiveDateTime>,
+    /// The rule has no more occurrences (or none up to the window's end).
+    finished: bool,
 }
 
 fn take_extra<'a>(

@@ -141,12 +141,12 @@ impl RecurrenceRule {
         if body.len() >= 6 && body.is_char_boundary(6) && body[..6].eq_ignore_ascii_case("RRULE:") {
             body = body[6..].trim();
         }
-        if body.is_empty() {
+        let parts = RuleParts::split(body)?;
+        if parts.parts.is_empty() {
             return Err(CalendarError::rrule(
                 "the rule is empty; expected something like FREQ=WEEKLY;BYDAY=MO",
             ));
         }
-        let parts = RuleParts::split(body)?;
         let rule = parts.into_rule()?;
         rule.check_combinations()?;
         Ok(rule)

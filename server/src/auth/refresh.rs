@@ -4,13 +4,11 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::secret::{self, digest};
 
 /// A freshly issued token; `token` is shown to the client once and never stored.
 #[derive(Debug, Clone)]
@@ -38,16 +36,6 @@ pub enum Rotation {
     Unknown,
 }
 
-fn digest(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-fn generate_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 fn expiry(ttl: Duration) -> DateTime<Utc> {
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30));
     Utc::now() + ttl
@@ -60,7 +48,7 @@ pub async fn issue<'e>(
     family_id: Option<Uuid>,
     ttl: Duration,
 ) -> sqlx::Result<IssuedRefreshToken> {
-    let token = generate_token();
+    let token = secret::generate();
     let issued = IssuedRefreshToken {
         id: Uuid::now_v7(),
         family_id: family_id.unwrap_or_else(Uuid::now_v7),

@@ -3,10 +3,12 @@
 
 mod client_ip;
 mod json;
+mod params;
 mod problem;
 
 pub use client_ip::ClientIp;
 pub use json::ApiJson;
+pub use params::{ApiPath, ApiQuery};
 pub use problem::{problem_responses, route_not_found};
 
 use axum::http::HeaderName;

@@ -1,6 +1,10 @@
 //! End-to-end tests of the HTTP API: a real server over real Postgres, driven through HTTP.
 
 mod auth;
+mod authz_matrix;
+mod canvases;
 mod errors;
+mod invitations;
 mod ops;
 mod profile;
+mod workspaces;

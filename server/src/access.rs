@@ -1,0 +1,230 @@
+//! Access control in one place: what a user may do on a canvas or a workspace.
+//!
+//! [`canvas_access`] and [`workspace_access`] each answer with one query; every handler, the
+//! WebSocket upgrade and the AI readers go through them. A resource the caller cannot see is
+//! reported as not found (404), one the caller can see but not change as forbidden (403).
+//!
+//! | source of the right | access |
+//! |---|---|
+//! | canvas owner, workspace owner or admin | admin |
+//! | workspace member, canvas editor | write |
+//! | canvas commenter | comment |
+//! | workspace viewer, canvas viewer | read |
+//!
+//! A user holding several rights gets the highest.
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgExecutor;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// What a user may do, in increasing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    None,
+    Read,
+    Comment,
+    Write,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceRole {
+    Viewer,
+    Member,
+    Admin,
+    Owner,
+}
+
+impl WorkspaceRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+
+    pub fn parse(role: &str) -> Option<Self> {
+        match role {
+            "viewer" => Some(Self::Viewer),
+            "member" => Some(Self::Member),
+            "admin" => Some(Self::Admin),
+            "owner" => Some(Self::Owner),
+            _ => None,
+        }
+    }
+
+    /// What this workspace role grants on the workspace's canvases.
+    pub fn canvas_access(self) -> Access {
+        match self {
+            Self::Owner | Self::Admin => Access::Admin,
+            Self::Member => Access::Write,
+            Self::Viewer => Access::Read,
+        }
+    }
+}
+
+/// Roles given directly on one canvas (its owner is `canvases.owner_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CanvasRole {
+    Viewer,
+    Commenter,
+    Editor,
+}
+
+impl CanvasRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Commenter => "commenter",
+            Self::Editor => "editor",
+        }
+    }
+
+    pub fn parse(role: &str) -> Option<Self> {
+        match role {
+            "viewer" => Some(Self::Viewer),
+            "commenter" => Some(Self::Commenter),
+            "editor" => Some(Self::Editor),
+            _ => None,
+        }
+    }
+
+    pub fn access(self) -> Access {
+        match self {
+            Self::Editor => Access::Write,
+            Self::Commenter => Access::Comment,
+            Self::Viewer => Access::Read,
+        }
+    }
+}
+
+/// A user's rights on one canvas and where they come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanvasAccess {
+    pub canvas_id: Uuid,
+    pub workspace_id: Option<Uuid>,
+    pub access: Access,
+    /// The role that grants `access`: `owner`, `admin` (of the workspace), `editor`, `member`
+    /// (of the workspace), `commenter` or `viewer`; `none` without access.
+    pub role: &'static str,
+}
+
+/// Rights of `user_id` on `canvas_id`; `None` when the canvas does not exist.
+pub async fn canvas_access<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    canvas_id: Uuid,
+) -> sqlx::Result<Option<CanvasAccess>> {
+    let row = sqlx::query!(
+        r#"select c.workspace_id, c.owner_id, wm.role as "workspace_role?", cm.role as "canvas_role?"
+           from canvases c
+           left join workspace_members wm on wm.workspace_id = c.workspace_id and wm.user_id = $2
+           left join canvas_members cm on cm.canvas_id = c.id and cm.user_id = $2
+           where c.id = $1"#,
+        canvas_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| {
+        let mut grants: Vec<(Access, &'static str)> = vec![(Access::None, "none")];
+        if let Some(role) = row.workspace_role.as_deref().and_then(WorkspaceRole::parse) {
+            let name = match role {
+                WorkspaceRole::Owner | WorkspaceRole::Admin => "admin",
+                WorkspaceRole::Member => "member",
+                WorkspaceRole::Viewer => "viewer",
+            };
+            grants.push((role.canvas_access(), name));
+        }
+        if let Some(role) = row.canvas_role.as_deref().and_then(CanvasRole::parse) {
+            grants.push((role.access(), role.as_str()));
+        }
+        if row.owner_id == user_id {
+            grants.push((Access::Admin, "owner"));
+        }
+        // On equal access the later, more specific grant names the role (max_by_key keeps
+        // the last maximum): canvas owner over workspace admin, canvas role over workspace role.
+        let (access, role) = grants
+            .into_iter()
+            .max_by_key(|(access, _)| *access)
+            .unwrap_or((Access::None, "none"));
+        CanvasAccess {
+            canvas_id,
+            workspace_id: row.workspace_id,
+            access,
+            role,
+        }
+    }))
+}
+
+/// The canvas if the user has at least `needed` on it: 404 when the user cannot even read it
+/// (or it does not exist), 403 when the user can read it but `needed` is more.
+pub async fn require_canvas<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    canvas_id: Uuid,
+    needed: Access,
+) -> Result<CanvasAccess, ApiError> {
+    let found = canvas_access(db, user_id, canvas_id)
+        .await?
+        .filter(|a| a.access >= Access::Read)
+        .ok_or(ApiError::NotFound { what: "canvas" })?;
+    if found.access < needed {
+        return Err(ApiError::Forbidden {
+            code: "insufficient_role",
+            detail: format!(
+                "this needs {needed:?} access to the canvas; you have {:?}",
+                found.access
+            )
+            .to_lowercase(),
+        });
+    }
+    Ok(found)
+}
+
+/// The user's role in a workspace, `None` when not a member (or no such workspace).
+pub async fn workspace_access<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    workspace_id: Uuid,
+) -> sqlx::Result<Option<WorkspaceRole>> {
+    let role = sqlx::query_scalar!(
+        "select role from workspace_members where workspace_id = $1 and user_id = $2",
+        workspace_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(role.as_deref().and_then(WorkspaceRole::parse))
+}
+
+/// The user's role if it is at least `needed`: 404 for non-members, 403 for a lower role.
+pub async fn require_workspace<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    workspace_id: Uuid,
+    needed: WorkspaceRole,
+) -> Result<WorkspaceRole, ApiError> {
+    let role = workspace_access(db, user_id, workspace_id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "workspace" })?;
+    if role < needed {
+        return Err(ApiError::Forbidden {
+            code: "insufficient_role",
+            detail: format!(
+                "this needs the {} role in the workspace; you are {}",
+                needed.as_str(),
+                role.as_str()
+            ),
+        });
+    }
+    Ok(role)
+}

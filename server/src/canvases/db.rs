@@ -1,0 +1,279 @@
+//! SQL over `canvases`, `canvas_members` and the canvas's stored document (`canvas_updates`).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::pagination::{PageRequest, Position};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Canvas {
+    pub id: Uuid,
+    /// Null for a personal canvas.
+    pub workspace_id: Option<Uuid>,
+    pub owner_id: Uuid,
+    pub title: String,
+    pub icon: Option<String>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Canvas {
+    pub fn position(&self) -> Position {
+        Position {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+
+    pub fn meta_json(&self) -> serde_json::Value {
+        serde_json::json!({ "title": self.title, "icon": self.icon, "archived_at": self.archived_at })
+    }
+}
+
+/// One entry of a canvas's combined member list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CanvasMember {
+    pub user_id: Uuid,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// `owner`; a workspace role (`owner`, `admin`, `member`, `viewer`); or a canvas role
+    /// (`editor`, `commenter`, `viewer`).
+    pub role: String,
+    /// `owner`, `workspace` or `canvas`: where the role comes from.
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl CanvasMember {
+    pub fn position(&self) -> Position {
+        Position {
+            created_at: self.created_at,
+            id: self.user_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCanvas<'a> {
+    pub id: Uuid,
+    pub workspace_id: Option<Uuid>,
+    pub owner_id: Uuid,
+    pub title: &'a str,
+    pub icon: Option<&'a str>,
+}
+
+pub async fn insert<'e>(db: impl PgExecutor<'e>, new: &NewCanvas<'_>) -> sqlx::Result<Canvas> {
+    sqlx::query_as!(
+        Canvas,
+        r#"insert into canvases (id, workspace_id, owner_id, title, icon) values ($1, $2, $3, $4, $5)
+           returning id, workspace_id, owner_id, title, icon, archived_at, created_at, updated_at"#,
+        new.id,
+        new.workspace_id,
+        new.owner_id,
+        new.title,
+        new.icon,
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<Option<Canvas>> {
+    sqlx::query_as!(
+        Canvas,
+        r#"select id, workspace_id, owner_id, title, icon, archived_at, created_at, updated_at
+           from canvases where id = $1"#,
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Which canvases a list shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    /// The caller's own canvases outside any workspace.
+    Personal(Uuid),
+    Workspace(Uuid),
+}
+
+pub async fn list<'e>(
+    db: impl PgExecutor<'e>,
+    scope: Scope,
+    archived: bool,
+    page: &PageRequest,
+) -> sqlx::Result<Vec<Canvas>> {
+    let (owner, workspace) = match scope {
+        Scope::Personal(owner) => (Some(owner), None),
+        Scope::Workspace(workspace) => (None, Some(workspace)),
+    };
+    sqlx::query_as!(
+        Canvas,
+        r#"select id, workspace_id, owner_id, title, icon, archived_at, created_at, updated_at
+           from canvases
+           where (($1::uuid is not null and owner_id = $1 and workspace_id is null)
+                  or ($2::uuid is not null and workspace_id = $2))
+             and (archived_at is not null) = $3
+             and ($4::timestamptz is null or (created_at, id) > ($4, $5))
+           order by created_at, id
+           limit $6"#,
+        owner,
+        workspace,
+        archived,
+        page.after_created_at(),
+        page.after_id(),
+        page.fetch_limit(),
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The one write of title and icon.
+pub async fn update_meta<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    title: &str,
+    icon: Option<&str>,
+) -> sqlx::Result<Canvas> {
+    sqlx::query_as!(
+        Canvas,
+        r#"update canvases set title = $2, icon = $3, updated_at = now() where id = $1
+           returning id, workspace_id, owner_id, title, icon, archived_at, created_at, updated_at"#,
+        id,
+        title,
+        icon,
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn set_archived<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    archived: bool,
+) -> sqlx::Result<Canvas> {
+    sqlx::query_as!(
+        Canvas,
+        r#"update canvases
+           set archived_at = case when $2 then coalesce(archived_at, now()) else null end, updated_at = now()
+           where id = $1
+           returning id, workspace_id, owner_id, title, icon, archived_at, created_at, updated_at"#,
+        id,
+        archived,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Whether the canvas's document holds anything (any stored update).
+pub async fn has_content<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from canvas_updates where canvas_id = $1) as "exists!""#,
+        id
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Copies the stored document of `from` into `to`; returns how many updates were copied.
+pub async fn copy_content<'e>(db: impl PgExecutor<'e>, from: Uuid, to: Uuid) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "insert into canvas_updates (canvas_id, seq, data) select $2, seq, data from canvas_updates where canvas_id = $1",
+        from,
+        to,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn delete<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("delete from canvases where id = $1", id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Owner, workspace members and direct members of a canvas, in one query.
+pub async fn list_members<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    page: &PageRequest,
+) -> sqlx::Result<Vec<CanvasMember>> {
+    sqlx::query_as!(
+        CanvasMember,
+        r#"select user_id as "user_id!", name, email, role as "role!", source as "source!", created_at as "created_at!"
+           from (
+               select u.id as user_id, u.name, u.email, 'owner' as role, 'owner' as source, c.created_at
+               from canvases c join users u on u.id = c.owner_id where c.id = $1
+               union all
+               select u.id, u.name, u.email, wm.role, 'workspace', wm.created_at
+               from canvases c join workspace_members wm on wm.workspace_id = c.workspace_id
+               join users u on u.id = wm.user_id where c.id = $1
+               union all
+               select u.id, u.name, u.email, cm.role, 'canvas', cm.created_at
+               from canvas_members cm join users u on u.id = cm.user_id where cm.canvas_id = $1
+           ) m
+           where $2::timestamptz is null or (created_at, user_id) > ($2, $3)
+           order by created_at, user_id, source
+           limit $4"#,
+        id,
+        page.after_created_at(),
+        page.after_id(),
+        page.fetch_limit(),
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Adds a direct member, or changes the role of an existing one.
+pub async fn upsert_member<'e>(
+    db: impl PgExecutor<'e>,
+    canvas_id: Uuid,
+    user_id: Uuid,
+    role: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"insert into canvas_members (canvas_id, user_id, role) values ($1, $2, $3)
+           on conflict (canvas_id, user_id) do update set role = excluded.role"#,
+        canvas_id,
+        user_id,
+        role,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A direct member's role, if any.
+pub async fn direct_role<'e>(
+    db: impl PgExecutor<'e>,
+    canvas_id: Uuid,
+    user_id: Uuid,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "select role from canvas_members where canvas_id = $1 and user_id = $2",
+        canvas_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn remove_member<'e>(
+    db: impl PgExecutor<'e>,
+    canvas_id: Uuid,
+    user_id: Uuid,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "delete from canvas_members where canvas_id = $1 and user_id = $2",
+        canvas_id,
+        user_id,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,589 @@
+//! The authorization matrix: every route × every kind of caller → the expected status.
+//!
+//! Each cell runs against a fresh scenario (inserted with SQL for speed): a workspace with an
+//! owner, an admin, a member and a viewer; a canvas in it with a direct editor and a direct
+//! viewer; an outsider; and an anonymous caller. The matrix must name every route the router
+//! serves, so a new route without a row fails this test.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use jsonwebtoken::{encode, EncodingKey, Header};
+use potentia_tests::{TestApp, TEST_AUDIENCE, TEST_JWT_SECRET};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Callers, in the order of each row's expectations.
+const ACTORS: [&str; 8] = [
+    "owner",
+    "admin",
+    "member",
+    "viewer",
+    "canvas_editor",
+    "canvas_viewer",
+    "outsider",
+    "anonymous",
+];
+
+struct Scenario {
+    users: Vec<(Uuid, String)>,
+    workspace: Uuid,
+    canvas: Uuid,
+    invitation: Uuid,
+    invitation_token: String,
+    link: Uuid,
+    link_code: String,
+    /// The workspace member whom member routes act on.
+    member_target: Uuid,
+    /// The direct canvas member whom canvas member routes act on.
+    canvas_member_target: Uuid,
+}
+
+fn token_for(user: Uuid) -> String {
+    let claims = json!({ "sub": user.to_string(), "aud": TEST_AUDIENCE, "exp": Utc::now().timestamp() + 600 });
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn sha256(text: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).to_vec()
+}
+
+async fn scenario(db: &PgPool) -> Scenario {
+    let mut tx = db.begin().await.unwrap();
+    let mut users = Vec::new();
+    for name in &ACTORS[..7] {
+        let id = Uuid::now_v7();
+        let email = format!("{name}-{}@example.org", id.simple());
+        sqlx::query("insert into users (id, email, name) values ($1, $2, $3)")
+            .bind(id)
+            .bind(&email)
+            .bind(*name)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        users.push((id, email));
+    }
+    let workspace = Uuid::now_v7();
+    sqlx::query("insert into workspaces (id, name, created_by) values ($1, 'Matrix', $2)")
+        .bind(workspace)
+        .bind(users[0].0)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for (i, role) in ["owner", "admin", "member", "viewer"].iter().enumerate() {
+        sqlx::query(
+            "insert into workspace_members (workspace_id, user_id, role) values ($1, $2, $3)",
+        )
+        .bind(workspace)
+        .bind(users[i].0)
+        .bind(*role)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    let canvas = Uuid::now_v7();
+    sqlx::query(
+        "insert into canvases (id, workspace_id, owner_id, title) values ($1, $2, $3, 'Plan')",
+    )
+    .bind(canvas)
+    .bind(workspace)
+    .bind(users[0].0)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    for (i, role) in [(4, "editor"), (5, "viewer")] {
+        sqlx::query("insert into canvas_members (canvas_id, user_id, role) values ($1, $2, $3)")
+            .bind(canvas)
+            .bind(users[i].0)
+            .bind(role)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let invitation = Uuid::now_v7();
+    let invitation_token = format!("inv-{}", Uuid::new_v4());
+    sqlx::query(
+        "insert into invitations (id, workspace_id, invitee_id, role, token_hash, invited_by, expires_at)
+         values ($1, $2, $3, 'member', $4, $5, now() + interval '1 day')",
+    )
+    .bind(invitation)
+    .bind(workspace)
+    .bind(users[6].0)
+    .bind(sha256(&invitation_token))
+    .bind(users[0].0)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let link = Uuid::now_v7();
+    let link_code = format!("link-{}", Uuid::new_v4());
+    sqlx::query(
+        "insert into workspace_invite_links (id, workspace_id, code_hash, role, created_by) values ($1, $2, $3, 'member', $4)",
+    )
+    .bind(link)
+    .bind(workspace)
+    .bind(sha256(&link_code))
+    .bind(users[0].0)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    Scenario {
+        member_target: users[2].0,
+        canvas_member_target: users[5].0,
+        users,
+        workspace,
+        canvas,
+        invitation,
+        invitation_token,
+        link,
+        link_code,
+    }
+}
+
+type PathFn = fn(&Scenario) -> String;
+type BodyFn = fn(&Scenario) -> Option<Value>;
+
+/// One row: a route, how to call it on a scenario, and the status each caller gets.
+struct Row {
+    method: Method,
+    template: &'static str,
+    path: PathFn,
+    body: BodyFn,
+    expected: [u16; 8],
+}
+
+fn no_body(_: &Scenario) -> Option<Value> {
+    None
+}
+
+fn rows() -> Vec<Row> {
+    use Method as M;
+    macro_rules! row {
+        ($method:expr, $template:literal, $path:expr, $body:expr, [$($s:expr),*]) => {
+            Row { method: $method, template: $template, path: $path, body: $body, expected: [$($s),*] }
+        };
+    }
+    vec![
+        // Ops and auth: open to everyone, or to anyone signed in.
+        row!(
+            M::GET,
+            "/health",
+            |_| "/health".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 200]
+        ),
+        row!(
+            M::GET,
+            "/ready",
+            |_| "/ready".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 200]
+        ),
+        row!(
+            M::GET,
+            "/metrics",
+            |_| "/metrics".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 200]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/auth/signup",
+            |_| "/api/v1/auth/signup".into(),
+            |_| Some(
+                json!({ "email": format!("new-{}@example.org", Uuid::new_v4().simple()), "password": "long enough password" })
+            ),
+            [201, 201, 201, 201, 201, 201, 201, 201]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/auth/signin",
+            |_| "/api/v1/auth/signin".into(),
+            |s| Some(json!({ "email": s.users[0].1, "password": "not the password" })),
+            [401, 401, 401, 401, 401, 401, 401, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/auth/refresh",
+            |_| "/api/v1/auth/refresh".into(),
+            |_| Some(json!({ "refresh_token": "unknown" })),
+            [401, 401, 401, 401, 401, 401, 401, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/auth/signout",
+            |_| "/api/v1/auth/signout".into(),
+            |_| Some(json!({ "all": true })),
+            [204, 204, 204, 204, 204, 204, 204, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/auth/me",
+            |_| "/api/v1/auth/me".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/auth/me",
+            |_| "/api/v1/auth/me".into(),
+            |_| Some(json!({ "locale": "de" })),
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        // Workspaces.
+        row!(
+            M::POST,
+            "/api/v1/workspaces",
+            |_| "/api/v1/workspaces".into(),
+            |_| Some(json!({ "name": "Mine" })),
+            [201, 201, 201, 201, 201, 201, 201, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/workspaces",
+            |_| "/api/v1/workspaces".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/workspaces/{workspace_id}",
+            |s| format!("/api/v1/workspaces/{}", s.workspace),
+            no_body,
+            [200, 200, 200, 200, 404, 404, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/workspaces/{workspace_id}",
+            |s| format!("/api/v1/workspaces/{}", s.workspace),
+            |_| Some(json!({ "name": "Renamed" })),
+            [200, 200, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/workspaces/{workspace_id}",
+            |s| format!("/api/v1/workspaces/{}", s.workspace),
+            no_body,
+            [200, 403, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/workspaces/{workspace_id}/leave",
+            |s| format!("/api/v1/workspaces/{}/leave", s.workspace),
+            no_body,
+            [409, 204, 204, 204, 404, 404, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/workspaces/{workspace_id}/transfer",
+            |s| format!("/api/v1/workspaces/{}/transfer", s.workspace),
+            |s| Some(json!({ "user_id": s.member_target })),
+            [200, 403, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/workspaces/{workspace_id}/members",
+            |s| format!("/api/v1/workspaces/{}/members", s.workspace),
+            no_body,
+            [200, 200, 200, 200, 404, 404, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/workspaces/{workspace_id}/members/{user_id}",
+            |s| format!(
+                "/api/v1/workspaces/{}/members/{}",
+                s.workspace, s.member_target
+            ),
+            |_| Some(json!({ "role": "viewer" })),
+            [200, 200, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/workspaces/{workspace_id}/members/{user_id}",
+            |s| format!(
+                "/api/v1/workspaces/{}/members/{}",
+                s.workspace, s.member_target
+            ),
+            no_body,
+            [204, 204, 403, 403, 404, 404, 404, 401]
+        ),
+        // Invitations and invite links.
+        row!(
+            M::POST,
+            "/api/v1/workspaces/{workspace_id}/invitations",
+            |s| format!("/api/v1/workspaces/{}/invitations", s.workspace),
+            |_| Some(
+                json!({ "email": format!("guest-{}@example.org", Uuid::new_v4().simple()), "role": "member" })
+            ),
+            [201, 201, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/workspaces/{workspace_id}/invitations",
+            |s| format!("/api/v1/workspaces/{}/invitations", s.workspace),
+            no_body,
+            [200, 200, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/workspaces/{workspace_id}/invite-links",
+            |s| format!("/api/v1/workspaces/{}/invite-links", s.workspace),
+            |_| Some(json!({ "role": "viewer", "max_uses": 3 })),
+            [201, 201, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/workspaces/{workspace_id}/invite-links",
+            |s| format!("/api/v1/workspaces/{}/invite-links", s.workspace),
+            no_body,
+            [200, 200, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/workspaces/{workspace_id}/invite-links/{link_id}",
+            |s| format!("/api/v1/workspaces/{}/invite-links/{}", s.workspace, s.link),
+            no_body,
+            [204, 204, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/invite-links/join",
+            |_| "/api/v1/invite-links/join".into(),
+            |s| Some(json!({ "code": s.link_code })),
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/invitations",
+            |_| "/api/v1/invitations".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/invitations/{invitation_id}/accept",
+            |s| format!("/api/v1/invitations/{}/accept", s.invitation),
+            no_body,
+            [404, 404, 404, 404, 404, 404, 200, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/invitations/{invitation_id}/decline",
+            |s| format!("/api/v1/invitations/{}/decline", s.invitation),
+            no_body,
+            [404, 404, 404, 404, 404, 404, 200, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/invitations/accept",
+            |_| "/api/v1/invitations/accept".into(),
+            |s| Some(json!({ "token": s.invitation_token })),
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/invitations/decline",
+            |_| "/api/v1/invitations/decline".into(),
+            |s| Some(json!({ "token": s.invitation_token })),
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/invitations/{invitation_id}",
+            |s| format!("/api/v1/invitations/{}", s.invitation),
+            no_body,
+            [204, 204, 403, 403, 404, 404, 404, 401]
+        ),
+        // Canvases.
+        row!(
+            M::POST,
+            "/api/v1/canvases",
+            |_| "/api/v1/canvases".into(),
+            |s| Some(json!({ "title": "New", "workspace_id": s.workspace })),
+            [201, 201, 201, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases",
+            |_| "/api/v1/canvases".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}",
+            |s| format!("/api/v1/canvases/{}", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/canvases/{canvas_id}",
+            |s| format!("/api/v1/canvases/{}", s.canvas),
+            |_| Some(json!({ "title": "Renamed" })),
+            [200, 200, 200, 403, 200, 403, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/canvases/{canvas_id}",
+            |s| format!("/api/v1/canvases/{}", s.canvas),
+            no_body,
+            [204, 204, 403, 403, 403, 403, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/archive",
+            |s| format!("/api/v1/canvases/{}/archive", s.canvas),
+            no_body,
+            [200, 200, 200, 403, 200, 403, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/restore",
+            |s| format!("/api/v1/canvases/{}/restore", s.canvas),
+            no_body,
+            [200, 200, 200, 403, 200, 403, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/duplicate",
+            |s| format!("/api/v1/canvases/{}/duplicate", s.canvas),
+            |_| Some(json!({})),
+            [201, 201, 201, 201, 201, 201, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}/permissions",
+            |s| format!("/api/v1/canvases/{}/permissions", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}/members",
+            |s| format!("/api/v1/canvases/{}/members", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/canvases/{canvas_id}/members/{user_id}",
+            |s| format!(
+                "/api/v1/canvases/{}/members/{}",
+                s.canvas, s.canvas_member_target
+            ),
+            |_| Some(json!({ "role": "commenter" })),
+            [204, 204, 403, 403, 403, 403, 404, 401]
+        ),
+        // The target is the canvas viewer, who may remove themselves.
+        row!(
+            M::DELETE,
+            "/api/v1/canvases/{canvas_id}/members/{user_id}",
+            |s| format!(
+                "/api/v1/canvases/{}/members/{}",
+                s.canvas, s.canvas_member_target
+            ),
+            no_body,
+            [204, 204, 403, 403, 403, 204, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/invitations",
+            |s| format!("/api/v1/canvases/{}/invitations", s.canvas),
+            |_| Some(
+                json!({ "email": format!("reader-{}@example.org", Uuid::new_v4().simple()), "role": "viewer" })
+            ),
+            [201, 201, 403, 403, 403, 403, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}/invitations",
+            |s| format!("/api/v1/canvases/{}/invitations", s.canvas),
+            no_body,
+            [200, 200, 403, 403, 403, 403, 404, 401]
+        ),
+    ]
+}
+
+/// Every (method, path) the router serves, from the OpenAPI document built with it.
+fn served_routes() -> BTreeSet<(String, String)> {
+    let (_, openapi) = potentia_server::routes();
+    let doc = serde_json::to_value(&openapi).unwrap();
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn the_matrix_covers_every_route_the_router_serves() {
+    let covered: BTreeSet<(String, String)> = rows()
+        .iter()
+        .map(|r| (r.method.to_string(), r.template.to_owned()))
+        .collect();
+    let served = served_routes();
+    let missing: Vec<_> = served.difference(&covered).collect();
+    let stale: Vec<_> = covered.difference(&served).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a matrix row: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "matrix rows for routes that do not exist: {stale:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
+    let app = TestApp::spawn().await;
+    let rows = rows();
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for row in &rows {
+        for (i, actor) in ACTORS.iter().enumerate() {
+            let scenario = scenario(&app.db).await;
+            let mut request = app
+                .client
+                .request(row.method.clone(), app.url(&(row.path)(&scenario)));
+            if i < 7 {
+                request = request.bearer_auth(token_for(scenario.users[i].0));
+            }
+            if let Some(body) = (row.body)(&scenario) {
+                request = request.json(&body);
+            }
+            let status = request.send().await.unwrap().status().as_u16();
+            cells += 1;
+            if status != row.expected[i] {
+                failures.push(format!(
+                    "{} {} as {actor}: expected {}, got {status}",
+                    row.method, row.template, row.expected[i]
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "authorization matrix: {} routes x {} callers = {cells} cells",
+        rows.len(),
+        ACTORS.len()
+    );
+}

@@ -1,0 +1,493 @@
+//! Invitations and invite links: the whole lifecycle, expiry, revocation, reuse, duplicates.
+
+use potentia_tests::TestApp;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn invite(app: &TestApp, token: &str, ws: uuid::Uuid, body: Value) -> (u16, Value) {
+    app.call(
+        Method::POST,
+        &format!("/api/v1/workspaces/{ws}/invitations"),
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_email_invitation_reaches_the_account_that_signs_up_later() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let (status, created) = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "New.Person@example.org", "role": "viewer" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(created["token"].as_str().unwrap().len() >= 40);
+
+    let newcomer = app.sign_up("new.person@example.org").await;
+    let (_, mine) = app
+        .call(
+            Method::GET,
+            "/api/v1/invitations",
+            Some(newcomer.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["items"][0]["target_name"], "Team");
+    let id = mine["items"][0]["id"].as_str().unwrap();
+    let (status, accepted) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/accept"),
+            Some(newcomer.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, accepted["status"].as_str()),
+        (200, Some("accepted"))
+    );
+    let ws_view = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/workspaces/{ws}"),
+            Some(newcomer.access_token()),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(ws_view["role"], "viewer");
+    assert_eq!(app.audit_rows("invitation.accept").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_pending_invitation_or_an_existing_member_is_a_conflict() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let member = app.sign_up("member@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    app.add_member(owner.access_token(), ws, &member, "member")
+        .await;
+    let again = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "user_id": member.user_id(), "role": "admin" }),
+    )
+    .await;
+    assert_eq!(
+        (again.0, again.1["code"].as_str()),
+        (409, Some("already_member"))
+    );
+    let by_email = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "MEMBER@example.org", "role": "admin" }),
+    )
+    .await;
+    assert_eq!(by_email.0, 409);
+
+    assert_eq!(
+        invite(
+            &app,
+            owner.access_token(),
+            ws,
+            json!({ "email": "x@example.org", "role": "member" })
+        )
+        .await
+        .0,
+        201
+    );
+    let duplicate = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "X@Example.org", "role": "viewer" }),
+    )
+    .await;
+    assert_eq!(
+        (duplicate.0, duplicate.1["code"].as_str()),
+        (409, Some("invitation_pending"))
+    );
+}
+
+#[tokio::test]
+async fn an_invitation_needs_exactly_one_invitee_and_a_valid_role() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    for body in [
+        json!({ "role": "member" }),
+        json!({ "email": "a@example.org", "user_id": owner.user_id(), "role": "member" }),
+        json!({ "email": "a@example.org", "role": "owner" }),
+        json!({ "email": "not an email", "role": "member" }),
+        json!({ "user_id": uuid::Uuid::new_v4(), "role": "member" }),
+    ] {
+        assert_eq!(
+            invite(&app, owner.access_token(), ws, body.clone()).await.0,
+            422,
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_declined_invitation_cannot_then_be_accepted() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let guest = app.sign_up("guest@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "user_id": guest.user_id(), "role": "member" }),
+    )
+    .await
+    .1;
+    let id = created["invitation"]["id"].as_str().unwrap();
+    let declined = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/decline"),
+            Some(guest.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(declined.1["status"], "declined");
+    let accept = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/accept"),
+            Some(guest.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (accept.0, accept.1["code"].as_str()),
+        (409, Some("invitation_not_pending"))
+    );
+    assert_eq!(
+        app.call(
+            Method::GET,
+            &format!("/api/v1/workspaces/{ws}"),
+            Some(guest.access_token()),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_invitation_cannot_be_accepted_by_token() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let guest = app.sign_up("guest@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "guest@example.org", "role": "member" }),
+    )
+    .await
+    .1;
+    let id = created["invitation"]["id"].as_str().unwrap();
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            &format!("/api/v1/invitations/{id}"),
+            Some(owner.access_token()),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let accept = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(guest.access_token()),
+            Some(json!({ "token": created["token"] })),
+        )
+        .await;
+    assert_eq!(accept.0, 409);
+    let (_, mine) = app
+        .call(
+            Method::GET,
+            "/api/v1/invitations",
+            Some(guest.access_token()),
+            None,
+        )
+        .await;
+    assert!(mine["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_works_once() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let first = app.sign_up("first@example.org").await;
+    let second = app.sign_up("second@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "someone@example.org", "role": "member" }),
+    )
+    .await
+    .1;
+    let body = json!({ "token": created["token"] });
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(first.access_token()),
+            Some(body.clone())
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(second.access_token()),
+            Some(body)
+        )
+        .await
+        .0,
+        409
+    );
+    let unknown = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(second.access_token()),
+            Some(json!({ "token": "nope" })),
+        )
+        .await;
+    assert_eq!(unknown.0, 404);
+}
+
+#[tokio::test]
+async fn an_expired_invitation_is_refused_and_can_be_sent_again() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let guest = app.sign_up("late@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "user_id": guest.user_id(), "role": "member" }),
+    )
+    .await
+    .1;
+    sqlx::query("update invitations set expires_at = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let id = created["invitation"]["id"].as_str().unwrap();
+    let accept = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/accept"),
+            Some(guest.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (accept.0, accept.1["code"].as_str()),
+        (409, Some("invitation_expired"))
+    );
+    let again = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "user_id": guest.user_id(), "role": "member" }),
+    )
+    .await;
+    assert_eq!(
+        again.0, 201,
+        "an expired invitation does not block a new one"
+    );
+}
+
+#[tokio::test]
+async fn an_invite_link_stops_at_its_use_limit() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/invite-links"),
+            Some(owner.access_token()),
+            Some(json!({ "role": "viewer", "max_uses": 1 })),
+        )
+        .await
+        .1;
+    let code = json!({ "code": created["code"] });
+    let first = app.sign_up("first@example.org").await;
+    let joined = app
+        .call(
+            Method::POST,
+            "/api/v1/invite-links/join",
+            Some(first.access_token()),
+            Some(code.clone()),
+        )
+        .await;
+    assert_eq!((joined.0, joined.1["role"].as_str()), (200, Some("viewer")));
+    let rejoin = app
+        .call(
+            Method::POST,
+            "/api/v1/invite-links/join",
+            Some(first.access_token()),
+            Some(code.clone()),
+        )
+        .await;
+    assert_eq!(rejoin.0, 200, "joining again changes nothing");
+    let second = app.sign_up("second@example.org").await;
+    let refused = app
+        .call(
+            Method::POST,
+            "/api/v1/invite-links/join",
+            Some(second.access_token()),
+            Some(code),
+        )
+        .await;
+    assert_eq!(
+        (refused.0, refused.1["code"].as_str()),
+        (409, Some("invite_link_unusable"))
+    );
+    let links = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/workspaces/{ws}/invite-links"),
+            Some(owner.access_token()),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(links["items"][0]["uses"], 1);
+}
+
+#[tokio::test]
+async fn an_expired_or_revoked_invite_link_is_refused() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let joiner = app.sign_up("joiner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let links_path = format!("/api/v1/workspaces/{ws}/invite-links");
+    let make = || {
+        app.call(
+            Method::POST,
+            &links_path,
+            Some(owner.access_token()),
+            Some(json!({ "role": "member", "expires_in_secs": 3600 })),
+        )
+    };
+    let expiring = make().await.1;
+    let revoked = make().await.1;
+    sqlx::query(
+        "update workspace_invite_links set expires_at = now() - interval '1 second' where id = $1",
+    )
+    .bind(
+        expiring["link"]["id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .unwrap(),
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let revoke_path = format!(
+        "/api/v1/workspaces/{ws}/invite-links/{}",
+        revoked["link"]["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            &revoke_path,
+            Some(owner.access_token()),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    for link in [expiring, revoked] {
+        let join = app
+            .call(
+                Method::POST,
+                "/api/v1/invite-links/join",
+                Some(joiner.access_token()),
+                Some(json!({ "code": link["code"] })),
+            )
+            .await;
+        assert_eq!(join.0, 409, "{}", join.1);
+    }
+    let bad = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/invite-links"),
+            Some(owner.access_token()),
+            Some(json!({ "role": "admin" })),
+        )
+        .await;
+    assert_eq!(bad.0, 422, "links cannot make admins");
+}
+
+#[tokio::test]
+async fn someone_elses_invitation_is_not_found() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let guest = app.sign_up("guest@example.org").await;
+    let nosy = app.sign_up("nosy@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "user_id": guest.user_id(), "role": "member" }),
+    )
+    .await
+    .1;
+    let id = created["invitation"]["id"].as_str().unwrap();
+    for action in ["accept", "decline"] {
+        let r = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/invitations/{id}/{action}"),
+                Some(nosy.access_token()),
+                None,
+            )
+            .await;
+        assert_eq!(r.0, 404);
+    }
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            &format!("/api/v1/invitations/{id}"),
+            Some(nosy.access_token()),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+}
