@@ -19,6 +19,7 @@ pub mod secret;
 pub mod state;
 pub mod telemetry;
 pub mod users;
+pub mod validation;
 pub mod workspaces;
 
 pub use app::{router, routes, run, serve};

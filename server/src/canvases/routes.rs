@@ -14,8 +14,8 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
-use crate::users::model::present;
-use crate::workspaces::routes::{bounded_text, MAX_ICON_CHARS};
+use crate::validation::{bounded_text, present};
+use crate::workspaces::routes::MAX_ICON_CHARS;
 
 pub const MAX_TITLE_CHARS: usize = 500;
 

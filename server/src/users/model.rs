@@ -1,12 +1,13 @@
 //! The user profile and the rules for every field a client may set.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::FieldError;
+use crate::validation::present;
 
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_EMAIL_CHARS: usize = 254;
@@ -45,15 +46,6 @@ pub struct ProfilePatch {
     /// Replaces the whole preferences object.
     #[schema(value_type = Option<Object>)]
     pub preferences: Option<Value>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
-pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl ProfilePatch {

@@ -10,11 +10,11 @@ use super::db::{self, Member, Workspace, WorkspaceFields};
 use crate::access::{require_workspace, WorkspaceRole};
 use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
 use crate::state::AppState;
-use crate::users::model::present;
+use crate::validation::{bounded_text, present, required_text, FieldErrors};
 
 pub const MAX_WORKSPACE_NAME_CHARS: usize = 200;
 pub const MAX_ICON_CHARS: usize = 2048;
@@ -62,54 +62,6 @@ pub struct WorkspaceDeleted {
     pub canvases_deleted: i64,
 }
 
-/// Trims and bounds a user-given text; an empty one counts as absent.
-pub fn bounded_text(
-    field: &str,
-    value: Option<String>,
-    max: usize,
-) -> Result<Option<String>, FieldError> {
-    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    if value.chars().count() > max {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(FieldError::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(Some(value))
-}
-
-fn required_name(name: String) -> Result<String, FieldError> {
-    bounded_text("name", Some(name), MAX_WORKSPACE_NAME_CHARS)?
-        .ok_or_else(|| FieldError::new("name", "must not be empty"))
-}
-
-fn collect<T>(results: Vec<Result<T, FieldError>>) -> Result<Vec<T>, ApiError> {
-    let mut values = Vec::new();
-    let mut errors = Vec::new();
-    for result in results {
-        match result {
-            Ok(v) => values.push(v),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(ApiError::invalid_fields(errors))
-    }
-}
-
 fn workspace_json(w: &Workspace) -> serde_json::Value {
     serde_json::json!({ "name": w.name, "icon": w.icon, "description": w.description })
 }
@@ -124,15 +76,17 @@ pub async fn create_workspace(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<CreateWorkspace>,
 ) -> ApiResult<(StatusCode, ApiJson<Workspace>)> {
-    let name = required_name(body.name);
-    let icon = bounded_text("icon", body.icon, MAX_ICON_CHARS);
-    let description = bounded_text("description", body.description, MAX_DESCRIPTION_CHARS);
-    let (name, icon, description) = match (name, icon, description) {
-        (Ok(n), Ok(i), Ok(d)) => (n, i, d),
-        (n, i, d) => {
-            let errors = [n.err(), i.err(), d.err()].into_iter().flatten().collect();
-            return Err(ApiError::invalid_fields(errors));
-        }
+    let mut errors = FieldErrors::default();
+    let name = errors.check(required_text("name", body.name, MAX_WORKSPACE_NAME_CHARS));
+    let icon = errors.check(bounded_text("icon", body.icon, MAX_ICON_CHARS));
+    let description = errors.check(bounded_text(
+        "description",
+        body.description,
+        MAX_DESCRIPTION_CHARS,
+    ));
+    errors.into_result()?;
+    let (Some(name), Some(icon), Some(description)) = (name, icon, description) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
     };
     let fields = WorkspaceFields {
         name,
@@ -197,23 +151,29 @@ pub async fn patch_workspace(
     let before = db::find_for(&mut *tx, workspace_id, caller.id)
         .await?
         .ok_or(ApiError::NotFound { what: "workspace" })?;
-    let checked = collect(vec![
-        body.name.map_or(Ok(Some(before.name.clone())), |n| {
-            required_name(n).map(Some)
-        }),
-        body.icon.map_or(Ok(before.icon.clone()), |i| {
-            bounded_text("icon", i, MAX_ICON_CHARS)
-        }),
-        body.description
-            .map_or(Ok(before.description.clone()), |d| {
-                bounded_text("description", d, MAX_DESCRIPTION_CHARS)
-            }),
-    ])?;
-    let [name, icon, description]: [Option<String>; 3] = checked
-        .try_into()
-        .map_err(|_| ApiError::Internal("patch fields".into()))?;
+    let mut errors = FieldErrors::default();
+    let name = match body.name {
+        Some(name) => errors.check(required_text("name", name, MAX_WORKSPACE_NAME_CHARS)),
+        None => Some(before.name.clone()),
+    };
+    let icon = match body.icon {
+        Some(icon) => errors.check(bounded_text("icon", icon, MAX_ICON_CHARS)),
+        None => Some(before.icon.clone()),
+    };
+    let description = match body.description {
+        Some(description) => errors.check(bounded_text(
+            "description",
+            description,
+            MAX_DESCRIPTION_CHARS,
+        )),
+        None => Some(before.description.clone()),
+    };
+    errors.into_result()?;
+    let (Some(name), Some(icon), Some(description)) = (name, icon, description) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
     let fields = WorkspaceFields {
-        name: name.unwrap_or(before.name.clone()),
+        name,
         icon,
         description,
     };
