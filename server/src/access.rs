@@ -11,7 +11,8 @@
 //! | canvas commenter | comment |
 //! | workspace viewer, canvas viewer | read |
 //!
-//! A user holding several rights gets the highest.
+//! A user holding several rights gets the highest. Owning a canvas in a workspace grants
+//! nothing once the owner has left the workspace or been removed from it.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
@@ -147,7 +148,10 @@ pub async fn canvas_access<'e>(
         if let Some(role) = row.canvas_role.as_deref().and_then(CanvasRole::parse) {
             grants.push((role.access(), role.as_str()));
         }
-        if row.owner_id == user_id {
+        // Owning a workspace canvas counts only while still in the workspace: a removed
+        // member must not keep the canvases they created there.
+        let owner_still_belongs = row.workspace_id.is_none() || row.workspace_role.is_some();
+        if row.owner_id == user_id && owner_still_belongs {
             grants.push((Access::Admin, "owner"));
         }
         // On equal access the later, more specific grant names the role (max_by_key keeps
