@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use rand::RngCore;
 
+use crate::email::{SmtpArgs, SmtpConfigError, SmtpSettings};
+
 /// Below this many bytes an HS256 secret is guessable; production refuses it.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -85,6 +87,9 @@ pub struct ServeArgs {
     /// Do not run pending migrations at start.
     #[arg(long, env = "POTENTIA_NO_MIGRATE", default_value_t = false)]
     pub no_migrate: bool,
+
+    #[command(flatten)]
+    pub smtp: SmtpArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -152,6 +157,8 @@ pub enum ConfigError {
     BadDatabaseUrl,
     #[error("REDIS_URL must start with redis:// or rediss://")]
     BadRedisUrl,
+    #[error(transparent)]
+    Smtp(#[from] SmtpConfigError),
 }
 
 /// The JWT secret in force and where it came from.
@@ -208,6 +215,8 @@ pub struct Settings {
     pub run_migrations: bool,
     pub auth: AuthSettings,
     pub http: HttpSettings,
+    /// Outgoing mail; `None` leaves queued mail unsent.
+    pub smtp: Option<SmtpSettings>,
 }
 
 impl ServeArgs {
@@ -240,6 +249,7 @@ impl ServeArgs {
             }
         }
         let cors = parse_cors(&self.cors_origins, self.mode)?;
+        let smtp = self.smtp.validate()?;
         Ok(Settings {
             mode: self.mode,
             database_url: self.database.database_url,
@@ -262,6 +272,7 @@ impl ServeArgs {
                 trust_proxy_headers: self.trust_proxy_headers,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             },
+            smtp,
         })
     }
 }
@@ -418,6 +429,19 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err, ConfigError::BadDatabaseUrl);
+    }
+
+    #[test]
+    fn smtp_is_off_unless_a_url_is_given() {
+        assert!(parse(&[]).unwrap().smtp.is_none());
+    }
+
+    #[test]
+    fn an_invalid_smtp_setting_stops_the_start() {
+        assert_eq!(
+            parse(&["--smtp-url", "smtp://127.0.0.1:2525"]).unwrap_err(),
+            ConfigError::Smtp(SmtpConfigError::MissingFrom)
+        );
     }
 
     #[test]
