@@ -11,6 +11,8 @@ use axum::http::{header, HeaderName, Method, Request};
 use axum::routing::get;
 use axum::{middleware, Router};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -19,10 +21,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::{CorsOrigins, Settings};
+use crate::email::{EmailError, OutboxSender};
 use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::{auth, canvases, db, invitations, metrics, ops, users, workspaces};
+
+/// How long background tasks get to finish their current step once the server has stopped.
+const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every route of the API and its OpenAPI document, built from the same registrations.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -179,26 +185,34 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then lets in-flight requests finish
-/// for the configured grace period.
+/// for the configured grace period. Background tasks (the email sender among them) are told to
+/// stop as soon as `shutdown` completes.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = state.settings.http.shutdown_grace;
-    let background = spawn_background_tasks(&state);
+    let stop_background = CancellationToken::new();
+    // Background tasks also stop when this future is dropped (e.g. its task is aborted).
+    let _stop_background_on_drop = stop_background.clone().drop_guard();
+    let background = spawn_background_tasks(&state, &stop_background)?;
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down: draining requests"
-        );
-        let _ = stopping_tx.send(true);
+    .with_graceful_shutdown({
+        let stop_background = stop_background.clone();
+        async move {
+            shutdown.await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: draining requests"
+            );
+            stop_background.cancel();
+            let _ = stopping_tx.send(true);
+        }
     });
     let deadline = async move {
         let _ = stopping_rx.wait_for(|stopping| *stopping).await;
@@ -211,21 +225,51 @@ pub async fn run(
             Ok(())
         }
     };
-    for task in background {
-        task.abort();
-    }
+    stop_background.cancel();
+    stop_background_tasks(background).await;
     outcome
 }
 
-fn spawn_background_tasks(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_background_tasks(
+    state: &AppState,
+    stop: &CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, EmailError> {
     let limits = Arc::clone(&state.auth_limits);
-    vec![tokio::spawn(async move {
+    let stop_pruning = stop.clone();
+    let mut tasks = vec![tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
-            tick.tick().await;
-            limits.prune();
+            tokio::select! {
+                () = stop_pruning.cancelled() => break,
+                _ = tick.tick() => limits.prune(),
+            }
         }
-    })]
+    })];
+    match &state.settings.smtp {
+        Some(smtp) => {
+            let sender = OutboxSender::new(
+                state.db.clone(),
+                smtp,
+                state.outbox.clone(),
+                Arc::clone(&state.metrics),
+            )?;
+            tasks.push(tokio::spawn(sender.run(stop.clone())));
+        }
+        None => tracing::info!("SMTP is not configured: queued email stays pending"),
+    }
+    Ok(tasks)
+}
+
+/// Waits for background tasks that were told to stop, aborting those that take too long.
+async fn stop_background_tasks(tasks: Vec<JoinHandle<()>>) {
+    let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+    let stopped = tokio::time::timeout(BACKGROUND_STOP_TIMEOUT, futures::future::join_all(tasks));
+    if stopped.await.is_err() {
+        tracing::warn!("background tasks did not stop in time; aborting them");
+        for abort in aborts {
+            abort.abort();
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

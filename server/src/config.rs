@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use rand::RngCore;
 
+use crate::email::{SmtpArgs, SmtpConfigError, SmtpSettings};
+
 /// Below this many bytes an HS256 secret is guessable; production refuses it.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -82,9 +84,20 @@ pub struct ServeArgs {
     #[arg(long, env = "POTENTIA_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Base URL of the web app, for links in emails (invitations open `<url>/invitations/accept?token=…`).
+    #[arg(
+        long,
+        env = "POTENTIA_APP_URL",
+        default_value = "http://localhost:3000"
+    )]
+    pub app_url: String,
+
     /// Do not run pending migrations at start.
     #[arg(long, env = "POTENTIA_NO_MIGRATE", default_value_t = false)]
     pub no_migrate: bool,
+
+    #[command(flatten)]
+    pub smtp: SmtpArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -152,6 +165,10 @@ pub enum ConfigError {
     BadDatabaseUrl,
     #[error("REDIS_URL must start with redis:// or rediss://")]
     BadRedisUrl,
+    #[error("POTENTIA_APP_URL must be an http:// or https:// URL")]
+    BadAppUrl,
+    #[error(transparent)]
+    Smtp(#[from] SmtpConfigError),
 }
 
 /// The JWT secret in force and where it came from.
@@ -208,6 +225,10 @@ pub struct Settings {
     pub run_migrations: bool,
     pub auth: AuthSettings,
     pub http: HttpSettings,
+    /// Outgoing mail; `None` leaves queued mail unsent.
+    pub smtp: Option<SmtpSettings>,
+    /// Base URL of the web app, without a trailing slash.
+    pub app_url: String,
 }
 
 impl ServeArgs {
@@ -240,12 +261,20 @@ impl ServeArgs {
             }
         }
         let cors = parse_cors(&self.cors_origins, self.mode)?;
+        let app_url = self.app_url.trim_end_matches('/').to_owned();
+        if !(app_url.starts_with("http://") || app_url.starts_with("https://"))
+            || app_url.contains(char::is_whitespace)
+        {
+            return Err(ConfigError::BadAppUrl);
+        }
+        let smtp = self.smtp.validate()?;
         Ok(Settings {
             mode: self.mode,
             database_url: self.database.database_url,
             db_max_connections: self.database.db_max_connections,
             redis_url: self.redis_url,
             run_migrations: !self.no_migrate,
+            app_url,
             auth: AuthSettings {
                 jwt_secret,
                 audience: self.jwt.jwt_audience,
@@ -262,6 +291,7 @@ impl ServeArgs {
                 trust_proxy_headers: self.trust_proxy_headers,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             },
+            smtp,
         })
     }
 }
@@ -418,6 +448,19 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(err, ConfigError::BadDatabaseUrl);
+    }
+
+    #[test]
+    fn smtp_is_off_unless_a_url_is_given() {
+        assert!(parse(&[]).unwrap().smtp.is_none());
+    }
+
+    #[test]
+    fn an_invalid_smtp_setting_stops_the_start() {
+        assert_eq!(
+            parse(&["--smtp-url", "smtp://127.0.0.1:2525"]).unwrap_err(),
+            ConfigError::Smtp(SmtpConfigError::MissingFrom)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod canvases;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod http;
 pub mod invitations;

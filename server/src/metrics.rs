@@ -1,4 +1,5 @@
-//! Prometheus metrics: HTTP requests and latency by route and status, and DB pool gauges.
+//! Prometheus metrics: HTTP requests and latency by route and status, DB pool gauges, and the
+//! email outbox's deliveries by kind.
 //! Rendered as OpenMetrics text at `GET /metrics`.
 
 use std::time::Instant;
@@ -23,6 +24,12 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EmailLabels {
+    /// The outbox `kind` (`workspace_invitation`, …): a fixed set named in code.
+    pub kind: String,
+}
+
 type HistogramFamily = Family<HttpLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -32,6 +39,9 @@ pub struct Metrics {
     db_pool_size: Gauge,
     db_pool_idle: Gauge,
     db_pool_max: Gauge,
+    emails_sent: Family<EmailLabels, Counter>,
+    email_failed_attempts: Family<EmailLabels, Counter>,
+    emails_given_up: Family<EmailLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -47,6 +57,9 @@ impl Metrics {
         let db_pool_size = Gauge::default();
         let db_pool_idle = Gauge::default();
         let db_pool_max = Gauge::default();
+        let emails_sent = Family::<EmailLabels, Counter>::default();
+        let email_failed_attempts = Family::<EmailLabels, Counter>::default();
+        let emails_given_up = Family::<EmailLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
@@ -72,6 +85,21 @@ impl Metrics {
             "Configured maximum of the Postgres pool",
             db_pool_max.clone(),
         );
+        registry.register(
+            "emails_sent",
+            "Emails the SMTP server accepted, by kind",
+            emails_sent.clone(),
+        );
+        registry.register(
+            "email_failed_attempts",
+            "Email delivery attempts that failed, transiently or for good, by kind",
+            email_failed_attempts.clone(),
+        );
+        registry.register(
+            "emails_given_up",
+            "Emails marked failed: refused for good or out of attempts, by kind",
+            emails_given_up.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -79,12 +107,31 @@ impl Metrics {
             db_pool_size,
             db_pool_idle,
             db_pool_max,
+            emails_sent,
+            email_failed_attempts,
+            emails_given_up,
         }
     }
 
     pub fn observe_request(&self, labels: HttpLabels, seconds: f64) {
         self.http_duration.get_or_create(&labels).observe(seconds);
         self.http_requests.get_or_create(&labels).inc();
+    }
+
+    pub fn email_sent(&self, kind: &str) {
+        self.emails_sent.get_or_create(&email_labels(kind)).inc();
+    }
+
+    pub fn email_attempt_failed(&self, kind: &str) {
+        self.email_failed_attempts
+            .get_or_create(&email_labels(kind))
+            .inc();
+    }
+
+    pub fn email_given_up(&self, kind: &str) {
+        self.emails_given_up
+            .get_or_create(&email_labels(kind))
+            .inc();
     }
 
     /// Samples the pool gauges and renders every metric as OpenMetrics text.
@@ -98,6 +145,12 @@ impl Metrics {
             tracing::error!(%err, "encoding metrics failed");
         }
         out
+    }
+}
+
+fn email_labels(kind: &str) -> EmailLabels {
+    EmailLabels {
+        kind: kind.to_owned(),
     }
 }
 

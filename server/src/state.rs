@@ -6,6 +6,7 @@ use sqlx::PgPool;
 
 use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers};
 use crate::config::Settings;
+use crate::email::EmailOutbox;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -18,6 +19,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth_limits: Arc<AuthRateLimits>,
     pub known_users: Arc<KnownUsers>,
+    /// Queue mail with it, and wake this node's sender after the transaction commits.
+    pub outbox: EmailOutbox,
 }
 
 impl AppState {
@@ -34,6 +37,7 @@ impl AppState {
             auth_limits: Arc::new(AuthRateLimits::new(&settings.auth)),
             metrics: Arc::new(Metrics::new()),
             known_users: Arc::new(KnownUsers::default()),
+            outbox: EmailOutbox::for_settings(settings.smtp.as_ref()),
             settings: Arc::new(settings),
         })
     }

@@ -3,13 +3,16 @@
 //!
 //! `DATABASE_URL` must name the provisioned Postgres (the README's test command sets it). Each
 //! test gets a database cloned from a template migrated once per migration set, and dropped when
-//! the test ends.
+//! the test ends. [`smtp`] is a real SMTP server for the email outbox's tests.
+
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use potentia_server::config::{AuthSettings, CorsOrigins, HttpSettings, JwtSecret, Mode, Settings};
 use potentia_server::db::MIGRATOR;
+use potentia_server::email::EmailOutbox;
 use potentia_server::AppState;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -202,6 +205,8 @@ pub fn test_settings(database_url: &str) -> Settings {
             trust_proxy_headers: false,
             shutdown_grace: Duration::from_secs(5),
         },
+        smtp: None,
+        app_url: "https://app.example".to_owned(),
     }
 }
 
@@ -211,6 +216,8 @@ pub struct TestApp {
     /// A pool on the server's database, for asserting on rows.
     pub db: PgPool,
     pub client: reqwest::Client,
+    /// The server's email outbox handle: queue mail and wake its sender.
+    pub outbox: EmailOutbox,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _database: Option<TestDb>,
@@ -241,6 +248,7 @@ impl TestApp {
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
         let state = AppState::new(settings, pool.clone()).expect("app state");
+        let outbox = state.outbox.clone();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(potentia_server::run(listener, state, async {
             let _ = shutdown_rx.await;
@@ -249,6 +257,7 @@ impl TestApp {
             addr,
             db: pool,
             client: reqwest::Client::new(),
+            outbox,
             shutdown: Some(shutdown_tx),
             server: Some(server),
             _database: database,

@@ -16,6 +16,7 @@ use crate::access::{self, require_canvas, require_workspace, Access, CanvasRole,
 use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
 use crate::canvases::db as canvases_db;
+use crate::email::{NewEmail, KIND_CANVAS_INVITATION, KIND_WORKSPACE_INVITATION};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
@@ -103,19 +104,20 @@ async fn invite(
             require_canvas(&mut *tx, caller.id, id, Access::Admin).await?;
         }
     }
-    let (invitee_id, email) = match (body.user_id, body.email) {
+    // `deliver_to`: where the invitation email goes, if anywhere.
+    let (invitee_id, email, deliver_to) = match (body.user_id, body.email) {
         (Some(user_id), None) => {
-            users_db::find(&mut *tx, user_id)
+            let invitee = users_db::find(&mut *tx, user_id)
                 .await?
                 .ok_or_else(|| ApiError::invalid_field("user_id", "no user has this id"))?;
-            (Some(user_id), None)
+            (Some(user_id), None, invitee.email)
         }
         (None, Some(email)) => {
             let email = normalize_email(&email).map_err(|e| ApiError::invalid_fields(vec![e]))?;
             let existing = users_db::find_credentials(&mut *tx, &email)
                 .await?
                 .map(|c| c.id);
-            (existing, Some(email))
+            (existing, Some(email.clone()), Some(email))
         }
         _ => {
             return Err(ApiError::invalid_field(
@@ -189,11 +191,53 @@ async fn invite(
             .request(request_id),
     )
     .await?;
+    if let Some(to) = deliver_to {
+        let inviter = users_db::find(&mut *tx, caller.id).await?;
+        let inviter = inviter
+            .and_then(|u| u.name.or(u.email))
+            .unwrap_or_else(|| "Someone".to_owned());
+        let mail = invitation_email(&state.settings.app_url, &inviter, &invitation, &token, to);
+        state.outbox.enqueue(&mut *tx, &mail).await?;
+    }
     tx.commit().await?;
+    // After the commit, or the sender could look before the row is visible.
+    state.outbox.wake();
     Ok((
         StatusCode::CREATED,
         ApiJson(CreatedInvitation { invitation, token }),
     ))
+}
+
+/// The email that carries an invitation's accept link.
+fn invitation_email(
+    app_url: &str,
+    inviter: &str,
+    invitation: &Invitation,
+    token: &str,
+    to: String,
+) -> NewEmail {
+    let (kind, what) = match invitation.workspace_id {
+        Some(_) => (KIND_WORKSPACE_INVITATION, "the workspace"),
+        None => (KIND_CANVAS_INVITATION, "the canvas"),
+    };
+    let name = if invitation.target_name.is_empty() {
+        "Untitled"
+    } else {
+        invitation.target_name.as_str()
+    };
+    NewEmail {
+        to_address: to,
+        subject: format!("{inviter} invited you to {name}"),
+        body_text: format!(
+            "{inviter} invited you to join {what} \"{name}\" on Potentia as {role}.\n\n\
+             Accept the invitation: {app_url}/invitations/accept?token={token}\n\n\
+             The invitation expires on {expires} UTC. If you did not expect it, you can ignore this email.\n",
+            role = invitation.role,
+            expires = invitation.expires_at.format("%Y-%m-%d %H:%M"),
+        ),
+        body_html: None,
+        kind: kind.to_owned(),
+    }
 }
 
 /// Invites a user or an email address to the workspace (admins and the owner).

@@ -1,5 +1,8 @@
 //! Invitations and invite links: the whole lifecycle, expiry, revocation, reuse, duplicates.
 
+use std::time::Duration;
+
+use potentia_tests::smtp::{smtp_settings, SmtpListener};
 use potentia_tests::TestApp;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -490,4 +493,81 @@ async fn someone_elses_invitation_is_not_found() {
         .0,
         404
     );
+}
+
+#[tokio::test]
+async fn an_invitation_email_carries_a_link_that_accepts_it() {
+    let smtp = SmtpListener::start().await;
+    let app = TestApp::spawn_with(|s| s.smtp = Some(smtp_settings(&smtp.url()))).await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Research").await;
+    invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "ada@example.org", "role": "member" }),
+    )
+    .await;
+
+    let mail = smtp.wait_for_mail(1, Duration::from_secs(15)).await;
+    assert_eq!(mail[0].rcpt_to, ["ada@example.org"]);
+    assert_eq!(
+        mail[0].header("Subject").as_deref(),
+        Some("Test User invited you to Research")
+    );
+    let body = mail[0].body().replace("=\r\n", "").replace("=3D", "=");
+    let token = body
+        .split("/invitations/accept?token=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an accept link in the email");
+    assert!(body.contains("https://app.example/invitations/accept?token="));
+
+    let ada = app.sign_up("ada@example.org").await;
+    let accepted = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(ada.access_token()),
+            Some(json!({ "token": token })),
+        )
+        .await;
+    assert_eq!(
+        (accepted.0, accepted.1["status"].as_str()),
+        (200, Some("accepted"))
+    );
+}
+
+#[tokio::test]
+async fn without_smtp_an_invitation_is_queued_and_its_token_still_works() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let guest = app.sign_up("guest@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "user_id": guest.user_id(), "role": "viewer" }),
+    )
+    .await
+    .1;
+    let queued: Vec<(String, String)> =
+        sqlx::query_as("select to_address, status from email_outbox")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        queued,
+        [("guest@example.org".to_owned(), "pending".to_owned())]
+    );
+    let accepted = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(guest.access_token()),
+            Some(json!({ "token": created["token"] })),
+        )
+        .await;
+    assert_eq!(accepted.0, 200);
 }

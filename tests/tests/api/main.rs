@@ -3,6 +3,7 @@
 mod auth;
 mod authz_matrix;
 mod canvases;
+mod email;
 mod errors;
 mod invitations;
 mod ops;

@@ -401,14 +401,47 @@ async fn a_removed_member_loses_the_canvases_they_created_in_the_workspace() {
     let owner = app.sign_up("owner@example.org").await;
     let leaver = app.sign_up("leaver@example.org").await;
     let ws = app.create_workspace(owner.access_token(), "Team").await;
-    app.add_member(owner.access_token(), ws, &leaver, "member").await;
-    let canvas = app.create_canvas(leaver.access_token(), Some(ws), "Mine").await;
+    app.add_member(owner.access_token(), ws, &leaver, "member")
+        .await;
+    let canvas = app
+        .create_canvas(leaver.access_token(), Some(ws), "Mine")
+        .await;
     let path = format!("/api/v1/canvases/{canvas}");
-    assert_eq!(app.call(Method::GET, &path, Some(leaver.access_token()), None).await.0, 200);
+    assert_eq!(
+        app.call(Method::GET, &path, Some(leaver.access_token()), None)
+            .await
+            .0,
+        200
+    );
     let remove = format!("/api/v1/workspaces/{ws}/members/{}", leaver.user_id());
-    assert_eq!(app.call(Method::DELETE, &remove, Some(owner.access_token()), None).await.0, 204);
-    assert_eq!(app.call(Method::GET, &path, Some(leaver.access_token()), None).await.0, 404);
-    assert_eq!(app.call(Method::DELETE, &format!("{path}?force=true"), Some(leaver.access_token()), None).await.0, 404);
+    assert_eq!(
+        app.call(Method::DELETE, &remove, Some(owner.access_token()), None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.call(Method::GET, &path, Some(leaver.access_token()), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        app.call(
+            Method::DELETE,
+            &format!("{path}?force=true"),
+            Some(leaver.access_token()),
+            None
+        )
+        .await
+        .0,
+        404
+    );
     // The workspace keeps the canvas.
-    assert_eq!(app.call(Method::GET, &path, Some(owner.access_token()), None).await.0, 200);
+    assert_eq!(
+        app.call(Method::GET, &path, Some(owner.access_token()), None)
+            .await
+            .0,
+        200
+    );
 }
