@@ -197,7 +197,6 @@ pub async fn run(
     // Background tasks also stop when this future is dropped (e.g. its task is aborted).
     let _stop_background_on_drop = stop_background.clone().drop_guard();
     let background = spawn_background_tasks(&state, &stop_background)?;
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -211,12 +210,14 @@ pub async fn run(
                 "shutting down: draining requests"
             );
             stop_background.cancel();
-            let _ = stopping_tx.send(true);
         }
     });
-    let deadline = async move {
-        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(grace).await;
+    let deadline = {
+        let stopping = stop_background.clone();
+        async move {
+            stopping.cancelled().await;
+            tokio::time::sleep(grace).await;
+        }
     };
     let outcome = tokio::select! {
         served = server => served.map_err(anyhow::Error::from),
