@@ -12,5 +12,17 @@ cd "$ROOT"
 # shellcheck source-path=SCRIPTDIR source=env.sh
 source "$ROOT/scripts/env.sh"
 
+# Independent peers for cross-checks: Python's icalendar parser reads our .ics exports, and
+# python-dateutil is the recurrence benchmark's peer. A private venv keeps them off the system.
+PY_VENV="$ROOT/.local/py"
+if ! "$PY_VENV/bin/python" -c 'import icalendar, dateutil' 2>/dev/null; then
+    log "installing icalendar and python-dateutil into .local/py"
+    python3 -m venv "$PY_VENV" || die "cannot create a Python venv in .local/py (is python3-venv installed?)"
+    "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check icalendar python-dateutil ||
+        die "pip could not install icalendar and python-dateutil"
+fi
+export POTENTIA_PYTHON="$PY_VENV/bin/python"
+export POTENTIA_REQUIRE_PY_ICALENDAR=1
+
 log "running the Rust test suites"
 cargo test --workspace --locked "$@"

@@ -61,6 +61,45 @@ pub enum CalendarError {
         /// The name as it was given.
         name: String,
     },
+    /// An iCalendar `TZID` that names no zone we can recognise: not an IANA name, not one of
+    /// the common Windows zone names, and no IANA name at its end or in its `VTIMEZONE`'s
+    /// `X-LIC-LOCATION`. Reading the `VTIMEZONE`'s own rules is not supported.
+    #[error(
+        "TZID `{tzid}` is not a recognised time zone: expected an IANA name such as \
+         `America/New_York`, a Windows name such as `Eastern Standard Time`, or an id ending in \
+         an IANA name; custom VTIMEZONE rules are not supported"
+    )]
+    UnrecognizedTzid {
+        /// The `TZID` as written in the file.
+        tzid: String,
+    },
+    /// iCalendar text that cannot be read: broken structure (a component that is never
+    /// closed, an `END` that closes the wrong one), a file that is not iCalendar at all, or a
+    /// property value that is malformed.
+    #[error("{}", describe_at_line(*line, message))]
+    InvalidIcal {
+        /// The 1-based physical line the problem was found on (0 when it is about the whole
+        /// input).
+        line: usize,
+        /// What is wrong, naming the property or component.
+        message: String,
+    },
+    /// iCalendar input over one of the import limits ([`crate::ical::MAX_INPUT_BYTES`],
+    /// [`crate::ical::MAX_EVENTS`], [`crate::ical::MAX_LINE_BYTES`],
+    /// [`crate::ical::MAX_NESTING`]).
+    #[error("{message}")]
+    IcalLimitExceeded {
+        /// Which limit, its value and by how much it was exceeded.
+        message: String,
+    },
+}
+
+fn describe_at_line(line: usize, message: &str) -> String {
+    if line == 0 {
+        message.to_owned()
+    } else {
+        format!("line {line}: {message}")
+    }
 }
 
 impl CalendarError {
@@ -69,6 +108,9 @@ impl CalendarError {
         match self {
             Self::InvalidRecurrence { .. } => "invalid_recurrence",
             Self::UnknownTimeZone { .. } => "unknown_time_zone",
+            Self::UnrecognizedTzid { .. } => "unrecognized_tzid",
+            Self::InvalidIcal { .. } => "invalid_icalendar",
+            Self::IcalLimitExceeded { .. } => "icalendar_limit_exceeded",
         }
     }
 
@@ -76,13 +118,23 @@ impl CalendarError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::InvalidRecurrence { property, .. } => Some(property.field_name()),
-            Self::UnknownTimeZone { .. } => None,
+            Self::UnknownTimeZone { .. }
+            | Self::UnrecognizedTzid { .. }
+            | Self::InvalidIcal { .. }
+            | Self::IcalLimitExceeded { .. } => None,
         }
     }
 
     pub(crate) fn recurrence(property: RecurrenceProperty, message: impl Into<String>) -> Self {
         Self::InvalidRecurrence {
             property,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn ical(line: usize, message: impl Into<String>) -> Self {
+        Self::InvalidIcal {
+            line,
             message: message.into(),
         }
     }

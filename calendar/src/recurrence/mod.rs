@@ -78,7 +78,7 @@
 //!   and applies `UNTIL` itself.
 
 mod generator;
-mod ical;
+pub(crate) mod ical;
 mod rule;
 
 use std::collections::BTreeSet;
@@ -464,6 +464,34 @@ impl Recurrence {
     /// The rules, validated.
     pub fn rules(&self) -> &[RecurrenceRule] {
         &self.rules
+    }
+
+    /// The added dates (`RDATE`), ordered by local start: dates for an all-day series, UTC
+    /// instants for those given as instants, local date-times otherwise. An `RDATE` equal to
+    /// the series start is not listed separately.
+    pub fn rdates(&self) -> Vec<RecurrenceDate> {
+        let start_local = self.start.local_start();
+        self.extra_starts
+            .iter()
+            .filter(|extra| !(extra.local == start_local && extra.instant.is_none()))
+            .map(|extra| match (self.start, extra.instant) {
+                (SeriesStart::AllDay(_), _) => RecurrenceDate::Date(extra.local.date()),
+                (_, Some(instant)) => RecurrenceDate::Utc(instant),
+                (_, None) => RecurrenceDate::Local(extra.local),
+            })
+            .collect()
+    }
+
+    /// The excluded original starts (`EXDATE`), ordered: dates for an all-day series, local
+    /// date-times in the series' zone (or floating) otherwise.
+    pub fn exdates(&self) -> Vec<RecurrenceDate> {
+        self.excluded
+            .iter()
+            .map(|local| match self.start {
+                SeriesStart::AllDay(_) => RecurrenceDate::Date(local.date()),
+                _ => RecurrenceDate::Local(*local),
+            })
+            .collect()
     }
 
     /// True when some rule has neither `COUNT` nor `UNTIL`.
