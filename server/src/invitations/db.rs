@@ -110,7 +110,7 @@ pub async fn insert<'e>(db: impl PgExecutor<'e>, new: &NewInvitation<'_>) -> sql
     Ok(())
 }
 
-/// One invitation, optionally locked for a status change.
+/// One invitation, its row locked until the caller's transaction ends (answers change its status).
 pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<Option<Invitation>> {
     sqlx::query_as!(
         Invitation,
