@@ -17,6 +17,7 @@ use crate::state::AppState;
 use crate::users::db::{self as users_db, NewUser, EMAIL_UNIQUE_INDEX};
 use crate::users::model::{normalize_email, normalize_name, validate_locale, validate_timezone};
 use crate::users::User;
+use crate::validation::FieldErrors;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -110,30 +111,17 @@ pub async fn sign_up(
     ApiJson(body): ApiJson<SignUpRequest>,
 ) -> ApiResult<(StatusCode, ApiJson<Session>)> {
     state.auth_limits.check_ip(ip)?;
-    let mut errors = Vec::new();
-    let email = normalize_email(&body.email)
-        .map_err(|e| errors.push(e))
-        .ok();
-    let name = match body.name.as_deref().map(normalize_name).transpose() {
-        Ok(name) => name,
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
-    let timezone = validate_timezone(body.timezone.as_deref().unwrap_or("UTC"))
-        .map_err(|e| errors.push(e))
-        .ok();
-    let locale = validate_locale(body.locale.as_deref().unwrap_or("en"))
-        .map_err(|e| errors.push(e))
-        .ok();
-    if let Err(e) = check_password_rules(&body.password) {
-        errors.push(e);
-    }
-    let (Some(email), Some(timezone), Some(locale), true) =
-        (email, timezone, locale, errors.is_empty())
-    else {
-        return Err(ApiError::invalid_fields(errors));
+    let mut errors = FieldErrors::default();
+    let email = errors.check(normalize_email(&body.email));
+    let name = errors
+        .check(body.name.as_deref().map(normalize_name).transpose())
+        .flatten();
+    let timezone = errors.check(validate_timezone(body.timezone.as_deref().unwrap_or("UTC")));
+    let locale = errors.check(validate_locale(body.locale.as_deref().unwrap_or("en")));
+    errors.check(check_password_rules(&body.password));
+    errors.into_result()?;
+    let (Some(email), Some(timezone), Some(locale)) = (email, timezone, locale) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
     };
 
     let password_hash = password::hash_password(body.password)

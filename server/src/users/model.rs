@@ -6,8 +6,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::FieldError;
-use crate::validation::present;
+use crate::error::{ApiError, FieldError};
+use crate::validation::{present, FieldErrors};
 
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_EMAIL_CHARS: usize = 254;
@@ -49,44 +49,36 @@ pub struct ProfilePatch {
 }
 
 impl ProfilePatch {
-    /// Applies the patch to `user`, validating every field; reports all invalid fields at once.
-    pub fn apply(self, mut user: User) -> Result<User, Vec<FieldError>> {
-        let mut errors = Vec::new();
+    /// Applies the patch to `user`, validating every field; a 422 names all invalid fields at once.
+    pub fn apply(self, mut user: User) -> Result<User, ApiError> {
+        let mut errors = FieldErrors::default();
         if let Some(name) = self.name {
-            match name.map(|n| normalize_name(&n)).transpose() {
-                Ok(name) => user.name = name,
-                Err(e) => errors.push(e),
+            if let Some(name) = errors.check(name.map(|n| normalize_name(&n)).transpose()) {
+                user.name = name;
             }
         }
         if let Some(phone) = self.phone {
-            match phone.map(|p| normalize_phone(&p)).transpose() {
-                Ok(phone) => user.phone = phone,
-                Err(e) => errors.push(e),
+            if let Some(phone) = errors.check(phone.map(|p| normalize_phone(&p)).transpose()) {
+                user.phone = phone;
             }
         }
         if let Some(tz) = self.timezone {
-            match validate_timezone(&tz) {
-                Ok(tz) => user.timezone = tz,
-                Err(e) => errors.push(e),
+            if let Some(tz) = errors.check(validate_timezone(&tz)) {
+                user.timezone = tz;
             }
         }
         if let Some(locale) = self.locale {
-            match validate_locale(&locale) {
-                Ok(locale) => user.locale = locale,
-                Err(e) => errors.push(e),
+            if let Some(locale) = errors.check(validate_locale(&locale)) {
+                user.locale = locale;
             }
         }
         if let Some(preferences) = self.preferences {
-            match validate_preferences(preferences) {
-                Ok(preferences) => user.preferences = preferences,
-                Err(e) => errors.push(e),
+            if let Some(preferences) = errors.check(validate_preferences(preferences)) {
+                user.preferences = preferences;
             }
         }
-        if errors.is_empty() {
-            Ok(user)
-        } else {
-            Err(errors)
-        }
+        errors.into_result()?;
+        Ok(user)
     }
 }
 

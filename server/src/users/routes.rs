@@ -46,9 +46,7 @@ pub async fn patch_me(
     let before = db::find_for_update(&mut *tx, caller.id)
         .await?
         .ok_or(ApiError::NotFound { what: "user" })?;
-    let changed = patch
-        .apply(before.clone())
-        .map_err(ApiError::invalid_fields)?;
+    let changed = patch.apply(before.clone())?;
     let after = db::update_profile(&mut *tx, &changed).await?;
     audit::record(
         &mut *tx,
