@@ -25,10 +25,13 @@ use crate::email::{EmailError, OutboxSender};
 use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{auth, canvases, db, invitations, metrics, ops, users, workspaces};
+use crate::{auth, canvas_sync, canvases, db, invitations, metrics, ops, users, workspaces};
 
 /// How long background tasks get to finish their current step once the server has stopped.
 const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the rooms get to close their sockets at shutdown.
+const ROOMS_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every route of the API and its OpenAPI document, built from the same registrations.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -95,6 +98,14 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             invitations::routes::invite_to_canvas,
             invitations::routes::list_canvas_invitations
         ))
+        .routes(routes!(canvas_sync::socket::canvas_socket))
+        .routes(routes!(canvas_sync::routes::get_state))
+        .routes(routes!(canvas_sync::routes::push_update))
+        .routes(routes!(
+            canvas_sync::routes::get_presence,
+            canvas_sync::routes::set_presence
+        ))
+        .routes(routes!(canvas_sync::routes::leave))
         .split_for_parts()
 }
 
@@ -197,6 +208,7 @@ pub async fn run(
     // Background tasks also stop when this future is dropped (e.g. its task is aborted).
     let _stop_background_on_drop = stop_background.clone().drop_guard();
     let background = spawn_background_tasks(&state, &stop_background)?;
+    let rooms = state.rooms.clone();
     let server = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -210,6 +222,8 @@ pub async fn run(
                 "shutting down: draining requests"
             );
             stop_background.cancel();
+            // Sockets are not requests: close them (1001, going away) so that the drain ends.
+            rooms.shutdown(ROOMS_STOP_TIMEOUT).await;
         }
     });
     let deadline = {

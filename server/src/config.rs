@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
+use crate::canvas_sync::{SyncArgs, SyncSettings};
 use crate::email::{SmtpArgs, SmtpConfigError, SmtpSettings};
 
 /// Below this many bytes an HS256 secret is guessable; production refuses it.
@@ -98,6 +99,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub smtp: SmtpArgs,
+
+    #[command(flatten)]
+    pub sync: SyncArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -229,6 +233,8 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     /// Base URL of the web app, without a trailing slash.
     pub app_url: String,
+    /// The sync endpoint and the rooms.
+    pub sync: SyncSettings,
 }
 
 impl ServeArgs {
@@ -268,6 +274,10 @@ impl ServeArgs {
             return Err(ConfigError::BadAppUrl);
         }
         let smtp = self.smtp.validate()?;
+        let sync = self
+            .sync
+            .validate()
+            .map_err(|name| ConfigError::Zero { name })?;
         Ok(Settings {
             mode: self.mode,
             database_url: self.database.database_url,
@@ -292,6 +302,7 @@ impl ServeArgs {
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             },
             smtp,
+            sync,
         })
     }
 }

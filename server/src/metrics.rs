@@ -50,8 +50,9 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(sync: &potentia_sync::SyncMetrics) -> Self {
         let mut registry = Registry::with_prefix("potentia");
+        sync.register(&mut registry);
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let db_pool_size = Gauge::default();
@@ -156,7 +157,7 @@ fn email_labels(kind: &str) -> EmailLabels {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(&potentia_sync::SyncMetrics::default())
     }
 }
 

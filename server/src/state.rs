@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use potentia_sync::{Rooms, SyncMetrics};
 use sqlx::PgPool;
 
 use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers};
+use crate::canvas_sync::CanvasAccessPolicy;
 use crate::config::Settings;
 use crate::email::EmailOutbox;
 use crate::metrics::Metrics;
@@ -21,21 +23,33 @@ pub struct AppState {
     pub known_users: Arc<KnownUsers>,
     /// Queue mail with it, and wake this node's sender after the transaction commits.
     pub outbox: EmailOutbox,
+    /// The canvases' live documents on this node.
+    pub rooms: Rooms,
 }
 
 impl AppState {
+    /// Must be called inside a Tokio runtime (the rooms' fan-out starts its tasks here).
     pub fn new(settings: Settings, db: PgPool) -> Result<Self, redis::RedisError> {
         let redis = settings
             .redis_url
             .as_deref()
             .map(redis::Client::open)
             .transpose()?;
+        let sync_metrics = SyncMetrics::default();
+        let rooms = Rooms::new(
+            db.clone(),
+            settings.sync.rooms.clone(),
+            Arc::new(CanvasAccessPolicy { db: db.clone() }),
+            redis.clone(),
+            sync_metrics.clone(),
+        );
         Ok(Self {
             db,
             redis,
+            rooms,
             jwt: Arc::new(JwtKeys::new(&settings.auth)),
             auth_limits: Arc::new(AuthRateLimits::new(&settings.auth)),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(&sync_metrics)),
             known_users: Arc::new(KnownUsers::default()),
             outbox: EmailOutbox::for_settings(settings.smtp.as_ref()),
             settings: Arc::new(settings),

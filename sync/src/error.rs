@@ -112,3 +112,42 @@ impl ProtocolError {
         }
     }
 }
+
+/// Why a room, the durable log or the fan-out could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The frame or update was malformed.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Postgres failed; nothing was committed by the failing call.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The stored document could not be read back; it is neither served nor overwritten.
+    #[error("the stored document could not be loaded: {0}")]
+    LoadFailed(String),
+    /// The update would make the stored document larger than allowed.
+    #[error("the document would exceed its limit of {max} bytes")]
+    DocumentTooLarge { max: usize },
+    /// The update refers to content the document does not have.
+    #[error("the update depends on content the document lacks")]
+    MissingDependencies,
+    /// The caller may read but not write.
+    #[error("read-only access")]
+    ReadOnly,
+    /// The canvas has as many connections as allowed.
+    #[error("too many connections to this canvas (at most {max})")]
+    CanvasFull { max: usize },
+    /// The user has as many connections as allowed.
+    #[error("too many connections for this user (at most {max})")]
+    UserConnectionLimit { max: usize },
+    /// The room stopped (unloaded, shut down or failed) before answering; try again.
+    #[error("the document is unavailable: {0}")]
+    Unavailable(String),
+    /// An HTTP client claimed an awareness client id another connection or user holds.
+    #[error("awareness client {client_id} belongs to another connection")]
+    PresenceConflict { client_id: u64 },
+    /// An append with no updates, or more than a sequence number can count.
+    #[error("an append needs between 1 and 2^63 updates")]
+    BatchTooLarge,
+}

@@ -2,9 +2,11 @@
 //! `WebsocketProvider` speaks it (ARCHITECTURE §3), and the per-connection state machine that
 //! the WebSocket endpoint and the rooms drive.
 //!
-//! Nothing here opens a socket, spawns a task or reads a clock: callers pass frames and
-//! [`std::time::Instant`]s in and perform the [`Action`]s that come out, which keeps every rule
-//! testable with plain values and a plain [`yrs::Doc`].
+//! The protocol layer opens no socket, spawns no task and reads no clock: callers pass frames
+//! and [`std::time::Instant`]s in and perform the [`Action`]s that come out, which keeps every
+//! rule testable with plain values and a plain [`yrs::Doc`]. The runtime layer on top owns the
+//! documents: rooms, the durable log in Postgres and the fan-out over Redis; it takes a pool
+//! and a Redis client and knows nothing of HTTP.
 //!
 //! * [`protocol`]: one binary frame ↔ one [`Message`] (sync step 1 / step 2 / update,
 //!   awareness, auth, query awareness), strictly decoded.
@@ -15,12 +17,22 @@
 //! * [`close`]: the WebSocket close codes the crate uses, and [`Close`].
 //! * [`error`]: [`ProtocolError`], why a frame was refused.
 //! * [`wire`]: lib0 varints, byte arrays and strings.
+//! * [`rooms`]: the registry of loaded documents, [`Rooms`] and [`Member`]; [`room`] is the
+//!   task that owns one document (group commit, broadcast, catch-up, compaction).
+//! * [`store`]: the update log and snapshots in Postgres (ARCHITECTURE §4).
+//! * [`fanout`]: committed updates and awareness across nodes over Redis (ARCHITECTURE §6).
+//! * [`metrics`]: the Prometheus metrics of the rooms.
 
 pub mod awareness;
 pub mod close;
 pub mod connection;
 pub mod error;
+pub mod fanout;
+pub mod metrics;
 pub mod protocol;
+pub mod room;
+pub mod rooms;
+pub mod store;
 pub mod validate;
 pub mod wire;
 
@@ -32,9 +44,11 @@ pub use connection::{
     step1_frame, step2_frame, Action, Connection, ConnectionLimits, ConnectionStats, DocumentView,
     RateLimit, Role, READ_ONLY_REASON,
 };
-pub use error::ProtocolError;
+pub use error::{ProtocolError, SyncError};
+pub use metrics::SyncMetrics;
 pub use protocol::{
     AuthMessage, EncodedStateVector, EncodedUpdate, Message, MessageKind, ProtocolLimits,
     SyncMessage,
 };
+pub use rooms::{AccessPolicy, Kick, Member, MemberEvent, PresenceEntry, Rooms, SyncConfig};
 pub use validate::UpdateSummary;

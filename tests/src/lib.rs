@@ -10,6 +10,7 @@ pub mod smtp;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use potentia_server::canvas_sync::SyncSettings;
 use potentia_server::config::{AuthSettings, CorsOrigins, HttpSettings, JwtSecret, Mode, Settings};
 use potentia_server::db::MIGRATOR;
 use potentia_server::email::EmailOutbox;
@@ -207,6 +208,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         },
         smtp: None,
         app_url: "https://app.example".to_owned(),
+        sync: SyncSettings::default(),
     }
 }
 
@@ -218,6 +220,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The server's email outbox handle: queue mail and wake its sender.
     pub outbox: EmailOutbox,
+    /// The settings the server started with.
+    pub settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _database: Option<TestDb>,
@@ -247,7 +251,7 @@ impl TestApp {
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
-        let state = AppState::new(settings, pool.clone()).expect("app state");
+        let state = AppState::new(settings.clone(), pool.clone()).expect("app state");
         let outbox = state.outbox.clone();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(potentia_server::run(listener, state, async {
@@ -258,6 +262,7 @@ impl TestApp {
             db: pool,
             client: reqwest::Client::new(),
             outbox,
+            settings,
             shutdown: Some(shutdown_tx),
             server: Some(server),
             _database: database,
@@ -266,6 +271,50 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The value of one sample of `/metrics` (the first line starting with `name`), 0 if absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let body = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        body.lines()
+            .find(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The y-websocket URL of a canvas, as the stock provider builds it.
+    pub fn ws_url(&self, canvas: Uuid, token: &str) -> String {
+        format!("ws://{}/ws/canvas/{canvas}?token={token}", self.addr)
+    }
+
+    /// A second server on the same database (another node), with this one's settings changed
+    /// by `configure`.
+    pub async fn spawn_node(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        TestApp::start(settings, self.db.clone(), None).await
+    }
+
+    /// Stops the server (draining it) and starts a new one on the same database and settings;
+    /// the new one listens on another port.
+    pub async fn restart(mut self) -> TestApp {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let database = self._database.take();
+        TestApp::start(self.settings.clone(), self.db.clone(), database).await
     }
 
     /// Stops the server and waits for it to finish draining.

@@ -47,7 +47,12 @@ impl KnownUsers {
 
 /// The token of an `Authorization: Bearer …` header.
 pub fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+    bearer_token_from_headers(&parts.headers)
+}
+
+/// The token of an `Authorization: Bearer …` header among `headers`.
+pub fn bearer_token_from_headers(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let value = headers.get(AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized("missing_token", "send `Authorization: Bearer <token>`")
     })?;
     let value = value.to_str().map_err(|_| {
@@ -83,16 +88,28 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let verified = state.jwt.verify(bearer_token(parts)?)?;
+        let RequestId(request_id) = RequestId::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
+        AuthUser::from_token(state, bearer_token(parts)?, request_id.as_deref()).await
+    }
+}
+
+impl AuthUser {
+    /// The user a token names, verified; the first token of an external user creates its row.
+    /// For callers that cannot send a header (a browser WebSocket passes `?token=`).
+    pub async fn from_token(
+        state: &AppState,
+        token: &str,
+        request_id: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let verified = state.jwt.verify(token)?;
         let user = AuthUser {
             id: verified.user_id,
             email: verified.email,
         };
         if !state.known_users.contains(user.id) {
-            let RequestId(request_id) = RequestId::from_request_parts(parts, state)
-                .await
-                .unwrap_or_default();
-            ensure_user_row(state, &user, request_id.as_deref()).await?;
+            ensure_user_row(state, &user, request_id).await?;
             state.known_users.insert(user.id);
         }
         Ok(user)

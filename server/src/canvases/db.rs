@@ -1,4 +1,5 @@
-//! SQL over `canvases`, `canvas_members` and the canvas's stored document (`canvas_updates`).
+//! SQL over `canvases`, `canvas_members` and the canvas's stored document (`canvas_updates`,
+//! `canvas_documents`; the sync crate appends and compacts it).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -168,20 +169,28 @@ pub async fn set_archived<'e>(
     .await
 }
 
-/// Whether the canvas's document holds anything (any stored update).
+/// Whether the canvas's document holds anything: a snapshot or any logged update.
 pub async fn has_content<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
-        r#"select exists (select 1 from canvas_updates where canvas_id = $1) as "exists!""#,
+        r#"select exists (select 1 from canvas_updates where canvas_id = $1)
+               or exists (select 1 from canvas_documents where canvas_id = $1 and snapshot is not null)
+               as "exists!""#,
         id
     )
     .fetch_one(db)
     .await
 }
 
-/// Copies the stored document of `from` into `to`; returns how many updates were copied.
+/// Copies the stored document of `from` (snapshot, sequence head and log, read in one
+/// statement so they agree) into `to`; returns how many log rows were copied.
 pub async fn copy_content<'e>(db: impl PgExecutor<'e>, from: Uuid, to: Uuid) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "insert into canvas_updates (canvas_id, seq, data) select $2, seq, data from canvas_updates where canvas_id = $1",
+        r#"with head as (
+               insert into canvas_documents (canvas_id, last_seq, snapshot, snapshot_seq)
+               select $2, last_seq, snapshot, snapshot_seq from canvas_documents where canvas_id = $1
+           )
+           insert into canvas_updates (canvas_id, seq, data)
+           select $2, seq, data from canvas_updates where canvas_id = $1"#,
         from,
         to,
     )

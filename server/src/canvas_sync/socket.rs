@@ -1,0 +1,234 @@
+//! `GET /ws/canvas/{canvas_id}?token=…`: the y-websocket endpoint (ARCHITECTURE §3).
+//!
+//! The token and the caller's access are checked before the upgrade (401 / 404 problems, no
+//! socket). After it, one task per socket runs [`serve_socket`]: frames from the client go
+//! through the [`Connection`] state machine (limits, validation, roles) into the room; frames
+//! from the room go out in order; pings keep the socket alive; every ending sends a close frame
+//! with a code and a reason.
+
+use std::time::Instant;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use potentia_sync::close::{GOING_AWAY, MESSAGE_TOO_BIG, POLICY_VIOLATION};
+use potentia_sync::{Action, Close, Connection, MemberEvent, Role, SyncError};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::document_role;
+use crate::access::canvas_access;
+use crate::auth::extract::bearer_token_from_headers;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::{ApiPath, ApiQuery, RequestId};
+use crate::state::AppState;
+
+/// Close code for a connection refused because a connection limit is reached (RFC 6455 §7.4.1
+/// "try again later").
+const TRY_AGAIN_LATER: u16 = 1013;
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SocketParams {
+    /// The access token (browsers cannot set headers on a WebSocket); `Authorization: Bearer`
+    /// works too.
+    pub token: Option<String>,
+}
+
+/// Opens the canvas's document over the y-websocket protocol: `new WebsocketProvider(
+/// "wss://host/ws/canvas", canvasId, doc, { params: { token } })`. Readers who may not write
+/// receive everything; their writes are refused with an auth message.
+#[utoipa::path(get, path = "/ws/canvas/{canvas_id}", tag = "sync",
+    params(("canvas_id" = Uuid, Path), SocketParams),
+    responses(
+        (status = 101, description = "Switched to the y-websocket protocol"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 426, body = Problem, content_type = "application/problem+json")))]
+pub async fn canvas_socket(
+    State(state): State<AppState>,
+    ApiPath(canvas_id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<SocketParams>,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let token = match params.token.as_deref() {
+        Some(token) if !token.is_empty() => token,
+        _ => bearer_token_from_headers(&headers)?,
+    };
+    let caller = AuthUser::from_token(&state, token, request_id.as_deref()).await?;
+    let role = canvas_access(&state.db, caller.id, canvas_id)
+        .await?
+        .and_then(|found| document_role(found.access))
+        .ok_or(ApiError::NotFound { what: "canvas" })?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest {
+        code: "websocket_upgrade_required",
+        detail: rejection.body_text(),
+    })?;
+    let limits = state.rooms.config().connection;
+    // The library's own cap sits above ours so that our check answers with a close code.
+    let library_cap = limits.protocol.max_frame_bytes.saturating_add(64 * 1024);
+    Ok(upgrade
+        .max_message_size(library_cap)
+        .max_frame_size(library_cap)
+        .on_upgrade(move |socket| serve_socket(socket, state, canvas_id, caller.id, role))
+        .into_response())
+}
+
+fn close_message(close: &Close) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: close.code,
+        reason: Utf8Bytes::from(close.reason.clone()),
+    }))
+}
+
+fn close_for_refusal(error: &SyncError) -> Close {
+    match error {
+        SyncError::CanvasFull { .. } | SyncError::UserConnectionLimit { .. } => {
+            Close::new(TRY_AGAIN_LATER, error.to_string())
+        }
+        SyncError::LoadFailed(_) => Close::internal("the document could not be loaded"),
+        _ => Close::internal("the document is unavailable; reconnect"),
+    }
+}
+
+/// One socket from upgrade to close.
+async fn serve_socket(
+    socket: WebSocket,
+    state: AppState,
+    canvas_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let rooms = state.rooms.clone();
+    let metrics = rooms.metrics().clone();
+    let mut member = match rooms.connect(canvas_id, user_id, role).await {
+        Ok(member) => member,
+        Err(error) => {
+            tracing::info!(%canvas_id, %user_id, %error, "sync connection refused");
+            let refusal = close_message(&close_for_refusal(&error));
+            let _ = send(&mut sink, refusal, state.settings.sync.ping_interval).await;
+            return;
+        }
+    };
+    let mut connection = Connection::new(role, rooms.config().connection);
+    let ping_every = state.settings.sync.ping_interval;
+    let write_timeout = ping_every;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut last_heard = Instant::now();
+
+    let close: Option<Close> = 'socket: loop {
+        tokio::select! {
+            event = member.next_event() => match event {
+                MemberEvent::Frame(frame) => {
+                    metrics.bytes_out.inc_by(frame.len() as u64);
+                    if let Err(ending) = send(&mut sink, Message::Binary(frame), write_timeout).await {
+                        break ending.close(&metrics);
+                    }
+                }
+                MemberEvent::SetRole(role) => connection.set_role(role),
+                MemberEvent::Close(kick) => {
+                    if let Some(frame) = kick.last_frame {
+                        let _ = send(&mut sink, Message::Binary(frame), write_timeout).await;
+                    }
+                    connection.close(kick.close.clone());
+                    break Some(kick.close);
+                }
+            },
+            incoming = stream.next() => {
+                let frame = match incoming {
+                    None | Some(Ok(Message::Close(_))) => break None,
+                    // tungstenite refuses frames above its cap before we see them.
+                    Some(Err(_)) => break Some(Close::new(MESSAGE_TOO_BIG, "frame too large or malformed")),
+                    Some(Ok(Message::Text(_))) => break Some(Close::text_frame()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        last_heard = Instant::now();
+                        continue;
+                    }
+                    Some(Ok(Message::Binary(frame))) => frame,
+                };
+                last_heard = Instant::now();
+                let actions = match connection.receive(&frame, last_heard) {
+                    Ok(actions) => actions,
+                    Err(close) => break Some(close),
+                };
+                for action in actions {
+                    let sent = match action {
+                        Action::Send(frame) => {
+                            metrics.bytes_out.inc_by(frame.len() as u64);
+                            if let Err(ending) = send(&mut sink, Message::Binary(frame.into()), write_timeout).await {
+                                break 'socket ending.close(&metrics);
+                            }
+                            Ok(())
+                        }
+                        Action::SendStep2 { state_vector } => member.request_step2(state_vector).await,
+                        Action::ApplyUpdate(update) => member.apply_update(update).await,
+                        Action::ApplyAwareness(update) => member.apply_awareness(update).await,
+                        Action::SendAwarenessStates => member.query_awareness().await,
+                    };
+                    if sent.is_err() {
+                        break 'socket Some(Close::going_away());
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 2 {
+                    break Some(Close::new(POLICY_VIOLATION, "no answer to pings"));
+                }
+                if let Err(ending) = send(&mut sink, Message::Ping(Default::default()), write_timeout).await {
+                    break ending.close(&metrics);
+                }
+            }
+        }
+    };
+    drop(member);
+    if let Some(close) = close {
+        if close.code != GOING_AWAY {
+            tracing::debug!(%canvas_id, %user_id, code = close.code, reason = %close.reason, "closing sync connection");
+        }
+        let _ = send(&mut sink, close_message(&close), write_timeout).await;
+    }
+    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
+}
+
+/// Why a send did not happen.
+enum SendFailed {
+    /// The socket is gone.
+    Broken,
+    /// The client did not take the frame in time: it stopped reading.
+    TooSlow,
+}
+
+impl SendFailed {
+    /// The close to attempt: none on a broken socket, 4008 for a client that fell behind.
+    fn close(self, metrics: &potentia_sync::SyncMetrics) -> Option<Close> {
+        match self {
+            Self::Broken => None,
+            Self::TooSlow => {
+                metrics.slow_disconnects.inc();
+                Some(Close::slow_client())
+            }
+        }
+    }
+}
+
+/// Sends one message, giving up after `timeout`: a client that stopped reading must not hold
+/// its task (and its frames) forever.
+async fn send(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    message: Message,
+    timeout: std::time::Duration,
+) -> Result<(), SendFailed> {
+    match tokio::time::timeout(timeout, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(SendFailed::Broken),
+        Err(_) => Err(SendFailed::TooSlow),
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of canvas sync: real servers over real Postgres (and Redis for several
+//! nodes), real WebSocket connections, yrs clients speaking y-websocket.
+
+mod access;
+mod awareness;
+mod convergence;
+mod durability;
+mod http_fallbacks;
+mod limits;
+mod malformed;
+mod support;
