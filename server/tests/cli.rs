@@ -1,29 +1,14 @@
 //! The `potentia` binary as an operator runs it: configuration checks, `token`, and graceful
 //! shutdown on SIGTERM that lets an in-flight request finish.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{log_lines, potentia, wait_for_line, KillOnDrop, ScratchDb, SECRET};
+
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
-use sqlx::{Connection, PgConnection};
-
-const BIN: &str = env!("CARGO_BIN_EXE_potentia");
-const SECRET: &str = "cli-test-secret-cli-test-secret-cli-test";
-
-fn potentia() -> Command {
-    let mut command = Command::new(BIN);
-    for var in [
-        "POTENTIA_JWT_SECRET",
-        "POTENTIA_MODE",
-        "REDIS_URL",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
 
 #[test]
 fn production_mode_refuses_to_start_without_a_jwt_secret() {
@@ -103,75 +88,6 @@ fn token_without_a_secret_says_what_is_missing() {
     let out = potentia().args(["token"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("POTENTIA_JWT_SECRET must be set"));
-}
-
-/// A scratch database for one test, dropped at the end.
-struct ScratchDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl ScratchDb {
-    async fn create() -> Self {
-        let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL (run ./scripts/test.sh)");
-        let name = format!("potentia_cli_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("create database {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let base = admin.split('?').next().unwrap_or(&admin);
-        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-        Self { admin, name, url }
-    }
-
-    async fn drop_now(self) {
-        let mut conn = PgConnection::connect(&self.admin).await.unwrap();
-        sqlx::query(&format!(
-            "drop database if exists {} with (force)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-}
-
-/// Streams the child's log lines (tracing writes to stdout) into a channel.
-fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-    panic!("the server never logged {needle:?}");
-}
-
-/// Kills the server if the test fails before it exits by itself.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 // Multi-threaded: the test blocks on log lines while the request task runs.

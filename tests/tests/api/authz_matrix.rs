@@ -459,6 +459,51 @@ fn rows() -> Vec<Row> {
             |_| Some(json!({})),
             [201, 201, 201, 201, 201, 201, 404, 401]
         ),
+        // Sync: readers open the socket (a plain GET is told to upgrade) and read the state and
+        // presence; writers push updates (this JSON body is refused for its type, after the
+        // access check).
+        row!(
+            M::GET,
+            "/ws/canvas/{canvas_id}",
+            |s| format!("/ws/canvas/{}", s.canvas),
+            no_body,
+            [400, 400, 400, 400, 400, 400, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}/state",
+            |s| format!("/api/v1/canvases/{}/state", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/updates",
+            |s| format!("/api/v1/canvases/{}/updates", s.canvas),
+            |_| Some(json!({})),
+            [415, 415, 415, 403, 415, 403, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}/presence",
+            |s| format!("/api/v1/canvases/{}/presence", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        row!(
+            M::PUT,
+            "/api/v1/canvases/{canvas_id}/presence",
+            |s| format!("/api/v1/canvases/{}/presence", s.canvas),
+            |_| Some(json!({ "client_id": 1, "clock": 1, "state": { "user": "matrix" } })),
+            [204, 204, 204, 204, 204, 204, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/leave",
+            |s| format!("/api/v1/canvases/{}/leave", s.canvas),
+            no_body,
+            [204, 204, 204, 204, 204, 204, 404, 401]
+        ),
         row!(
             M::GET,
             "/api/v1/canvases/{canvas_id}/permissions",
