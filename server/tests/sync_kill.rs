@@ -57,14 +57,13 @@ fn mint_token(user: Uuid) -> String {
         .to_owned()
 }
 
-fn stored_text(rows: &[(Option<Vec<u8>>, Vec<Vec<u8>>)]) -> String {
+/// The text of the document made of a snapshot and the log after it.
+fn stored_text(snapshot: Option<Vec<u8>>, updates: &[Vec<u8>]) -> String {
     let doc = Doc::new();
-    for (snapshot, updates) in rows {
-        for data in snapshot.iter().chain(updates) {
-            doc.transact_mut()
-                .apply_update(Update::decode_v1(data).expect("stored update decodes"))
-                .expect("stored update applies");
-        }
+    for data in snapshot.iter().chain(updates) {
+        doc.transact_mut()
+            .apply_update(Update::decode_v1(data).expect("stored update decodes"))
+            .expect("stored update applies");
     }
     let text = doc.get_or_insert_text("t");
     let txn = doc.transact();
@@ -187,7 +186,7 @@ async fn every_edit_survives_a_sigkill_mid_stream() {
         .fetch_all(&pool)
         .await
         .expect("log");
-        let text = stored_text(&[(snapshot.flatten(), updates)]);
+        let text = stored_text(snapshot.flatten(), &updates);
         let missing: Vec<&String> = expected
             .iter()
             .filter(|w| !text.contains(w.as_str()))

@@ -134,7 +134,10 @@ impl SyncArgs {
             ),
             ("POTENTIA_SYNC_PING_SECS", self.sync_ping_secs as f64),
         ];
-        if let Some((name, _)) = positive.iter().find(|(_, value)| !(*value > 0.0)) {
+        if let Some((name, _)) = positive
+            .iter()
+            .find(|(_, value)| value.is_nan() || *value <= 0.0)
+        {
             return Err(name);
         }
         let defaults = SyncConfig::default();

@@ -43,8 +43,7 @@ fn random_edit(client: &SyncClient, rng: &mut StdRng, who: usize, n: usize) {
 async fn edit_randomly_and_converge(clients: &mut [SyncClient], rounds: usize, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     for round in 0..rounds {
-        for who in 0..clients.len() {
-            let client = &mut clients[who];
+        for (who, client) in clients.iter_mut().enumerate() {
             match rng.gen_range(0..20) {
                 0 => client.disconnect().await,
                 1 => client.drop_connection(),
