@@ -599,14 +599,18 @@ impl Room {
             self.watermark = range.last;
         }
         // Durable: now, and only now, the updates may be seen.
+        // Several updates go out merged, as one frame (their senders get theirs back, which
+        // changes nothing); one goes to everyone but its sender.
         match merged {
             Some(merged) => self.broadcast(Bytes::from(encode_sync_update(&merged)), None),
             None => {
-                let except = match updates[0].origin {
-                    Origin::Connection(conn) => Some(conn),
-                    Origin::Http(_) => None,
-                };
-                self.broadcast(Bytes::from(encode_sync_update(&datas[0])), except);
+                for (update, data) in updates.iter().zip(datas) {
+                    let except = match update.origin {
+                        Origin::Connection(conn) => Some(conn),
+                        Origin::Http(_) => None,
+                    };
+                    self.broadcast(Bytes::from(encode_sync_update(data)), except);
+                }
             }
         }
         self.shared.fanout.publish(
@@ -737,11 +741,14 @@ impl Room {
                     self.note_logged(self.watermark + 1 + offset as i64, data.len());
                 }
                 self.watermark = last;
-                let frame = match merged {
-                    Some(merged) => encode_sync_update(&merged),
-                    None => encode_sync_update(&fresh[0]),
-                };
-                self.broadcast(Bytes::from(frame), None);
+                match merged {
+                    Some(merged) => self.broadcast(Bytes::from(encode_sync_update(&merged)), None),
+                    None => {
+                        for data in &fresh {
+                            self.broadcast(Bytes::from(encode_sync_update(data)), None);
+                        }
+                    }
+                }
             }
             RemoteMessage::Awareness(bytes) => {
                 let limits = self.shared.config.connection.protocol;
