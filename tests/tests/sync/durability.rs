@@ -161,3 +161,48 @@ async fn an_idle_room_unloads_and_reloads_from_the_log() {
         content(&stored(&f.app.db, f.canvas).await)
     );
 }
+
+#[tokio::test]
+async fn connections_racing_to_an_unloaded_canvas_share_one_document() {
+    let f = fixture().await;
+    let url = f.app.ws_url(f.canvas, f.owner.access_token());
+    let joins = (0..8).map(|_| {
+        let url = url.clone();
+        async move {
+            let mut client = potentia_client::SyncClient::new(url).expect("client");
+            client.connect().await.expect("connect");
+            client.wait_synced(WAIT).await.expect("synced");
+            client
+        }
+    });
+    let clients = futures::future::join_all(joins).await;
+    assert_eq!(f.app.metric("potentia_sync_rooms").await, 1.0);
+    append(clients[0].doc(), "one room");
+    for client in &clients[1..] {
+        wait_text(client, "one room").await;
+    }
+}
+
+#[tokio::test]
+async fn the_sync_metrics_count_connections_updates_and_commits() {
+    let f = fixture().await;
+    let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
+    assert_eq!(f.app.metric("potentia_sync_connections").await, 1.0);
+    for word in ["a", "b", "c"] {
+        append(client.doc(), word);
+    }
+    wait_for_rows(&f.app.db, f.canvas, 3).await;
+    assert_eq!(f.app.metric("potentia_sync_updates_total").await, 3.0);
+    assert!(f.app.metric("potentia_sync_persist_seconds_count").await >= 1.0);
+    assert!(f.app.metric("potentia_sync_bytes_in_total").await > 0.0);
+    assert!(f.app.metric("potentia_sync_bytes_out_total").await > 0.0);
+    drop(client);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while f.app.metric("potentia_sync_connections").await != 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection gauge never went down"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
