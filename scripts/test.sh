@@ -24,5 +24,15 @@ fi
 export POTENTIA_PYTHON="$PY_VENV/bin/python"
 export POTENTIA_REQUIRE_PY_ICALENDAR=1
 
+# The stock npm Yjs clients for the protocol-compatibility tests (server/tests/js_clients.rs).
+# npm ci leaves node_modules/.package-lock.json behind: reinstall when it predates the lock.
+JS_TESTS="$ROOT/tests/js"
+if [ "$JS_TESTS/package-lock.json" -nt "$JS_TESTS/node_modules/.package-lock.json" ]; then
+    have npm || die "npm (Node.js 20 or later) is needed for the JS client tests in tests/js"
+    log "installing the npm Yjs clients into tests/js/node_modules"
+    npm ci --prefix "$JS_TESTS" --no-audit --no-fund --loglevel=error ||
+        die "npm ci failed in tests/js"
+fi
+
 log "running the Rust test suites"
 cargo test --workspace --locked "$@"

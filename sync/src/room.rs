@@ -782,7 +782,9 @@ impl Room {
             peer.introduced.len() > max
         });
         if let Some(applied) = change.applied {
-            self.broadcast(Bytes::from(applied.to_frame()), Some(conn));
+            // Back to the sender too, as y-websocket's server does: a stock client alone in a
+            // room otherwise hears nothing for 30 s and reconnects (its message timeout).
+            self.broadcast(Bytes::from(applied.to_frame()), None);
             self.shared.fanout.publish(
                 self.canvas_id,
                 &RemoteMessage::Awareness(Bytes::copy_from_slice(applied.bytes())),
