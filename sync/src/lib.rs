@@ -22,6 +22,9 @@
 //! * [`store`]: the update log and snapshots in Postgres (ARCHITECTURE §4).
 //! * [`fanout`]: committed updates and awareness across nodes over Redis (ARCHITECTURE §6).
 //! * [`metrics`]: the Prometheus metrics of the rooms.
+//! * [`schema`]: the canvas document typed (ARCHITECTURE §2): blocks and meta read and written
+//!   as every client shapes them, positions, moves, subtree deletes, rebalancing.
+//! * [`order`]: fractional order keys, generated between neighbours, validated, rebalanced.
 
 pub mod awareness;
 pub mod close;
@@ -29,9 +32,11 @@ pub mod connection;
 pub mod error;
 pub mod fanout;
 pub mod metrics;
+pub mod order;
 pub mod protocol;
 pub mod room;
 pub mod rooms;
+pub mod schema;
 pub mod store;
 pub mod validate;
 pub mod wire;
@@ -46,9 +51,11 @@ pub use connection::{
 };
 pub use error::{ProtocolError, SyncError};
 pub use metrics::SyncMetrics;
+pub use order::OrderError;
 pub use protocol::{
     AuthMessage, EncodedStateVector, EncodedUpdate, Message, MessageKind, ProtocolLimits,
     SyncMessage,
 };
 pub use rooms::{AccessPolicy, Kick, Member, MemberEvent, PresenceEntry, Rooms, SyncConfig};
+pub use schema::{Block, BlockPatch, CanvasMeta, MetaPatch, NewBlock, Position, SchemaError};
 pub use validate::UpdateSummary;
