@@ -31,6 +31,7 @@ pub mod close;
 pub mod connection;
 pub mod error;
 pub mod fanout;
+pub mod materialize;
 pub mod metrics;
 pub mod order;
 pub mod protocol;

@@ -32,6 +32,10 @@ pub struct SyncMetrics {
     pub slow_disconnects: Counter,
     /// Documents that failed to load.
     pub load_failures: Counter,
+    /// Seconds from planning a materialization to its commit.
+    pub materialize_seconds: Histogram,
+    /// Block rows written or deleted by materializations.
+    pub materialized_rows: Counter,
 }
 
 impl Default for SyncMetrics {
@@ -50,6 +54,8 @@ impl Default for SyncMetrics {
             bytes_out: Counter::default(),
             slow_disconnects: Counter::default(),
             load_failures: Counter::default(),
+            materialize_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
+            materialized_rows: Counter::default(),
         }
     }
 }
@@ -108,6 +114,16 @@ impl SyncMetrics {
             "slow_disconnects",
             "Connections closed for falling behind",
             self.slow_disconnects.clone(),
+        );
+        sync.register(
+            "materialize_seconds",
+            "Latency of writing changed blocks to their rows",
+            self.materialize_seconds.clone(),
+        );
+        sync.register(
+            "materialized_rows",
+            "Block rows written or deleted by materializations",
+            self.materialized_rows.clone(),
         );
         sync.register(
             "load_failures",

@@ -33,6 +33,7 @@ use crate::close::{Close, ACCESS_REVOKED, DOCUMENT_TOO_LARGE, POLICY_VIOLATION, 
 use crate::connection::{step1_frame, DocumentView, Role};
 use crate::error::SyncError;
 use crate::fanout::RemoteMessage;
+use crate::materialize::{Applied, Materializer};
 use crate::protocol::{
     encode_permission_denied, encode_sync_step2, encode_sync_update, EncodedUpdate,
 };
@@ -104,6 +105,12 @@ pub(crate) enum Command {
         snapshot_bytes: usize,
         result: Result<bool, SyncError>,
     },
+    /// A materialization finished; the materializer comes back to the room.
+    Materialized {
+        materializer: Materializer,
+        result: Result<Applied, SyncError>,
+        started: Instant,
+    },
 }
 
 impl Command {
@@ -169,6 +176,10 @@ struct Room {
     access_check_running: bool,
     last_catch_up: Instant,
     compacting: bool,
+    /// `None` while a materialization has it.
+    materializer: Option<Materializer>,
+    /// The document changed since the rows were last written.
+    materialize_due: bool,
 }
 
 /// The room task of `canvas_id`: load, serve, stop.
@@ -195,6 +206,8 @@ pub(crate) async fn run(
     };
     let mut tick = tokio::time::interval(shared.config.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut materialize_tick = tokio::time::interval(shared.config.materialize_interval);
+    materialize_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -223,6 +236,16 @@ pub(crate) async fn run(
                     break;
                 }
             }
+            _ = materialize_tick.tick(), if room.materialize_wanted() => {
+                if let Err(Fatal(reason)) = room.start_materialize().await {
+                    tracing::error!(%canvas_id, %reason, "room stopped");
+                    room.close_all(Close::internal("the document could not be read; reconnect"));
+                    stop_inbox(&shared, canvas_id, generation, &mut inbox, || {
+                        SyncError::Unavailable("the document stopped".into())
+                    });
+                    break;
+                }
+            }
             _ = tick.tick() => {
                 if let Err(Fatal(reason)) = room.housekeeping().await {
                     tracing::error!(%canvas_id, %reason, "room stopped");
@@ -238,6 +261,7 @@ pub(crate) async fn run(
                     stop_inbox(&shared, canvas_id, generation, &mut inbox, || {
                         SyncError::Unavailable("the document was unloaded".into())
                     });
+                    room.materialize_now().await;
                     room.compact_now().await;
                     break;
                 }
@@ -352,6 +376,7 @@ impl Room {
             tokio::task::spawn_blocking(move || document_from(&read).map(|doc| (doc, read)))
                 .await
                 .map_err(|e| SyncError::LoadFailed(e.to_string()))??;
+        let materializer = Materializer::load(&shared.pool, canvas_id).await?;
         let now = Instant::now();
         let mut room = Self {
             canvas_id,
@@ -371,6 +396,9 @@ impl Room {
             access_check_running: false,
             last_catch_up: now,
             compacting: false,
+            // Rows behind the log (a crash between commit and materialization) catch up now.
+            materialize_due: materializer.seq() < read.last_seq,
+            materializer: Some(materializer),
         };
         room.maybe_compact().await;
         Ok(room)
@@ -406,6 +434,11 @@ impl Room {
                     snapshot_bytes,
                     result,
                 } => self.compacted(seq, snapshot_bytes, result),
+                Command::Materialized {
+                    materializer,
+                    result,
+                    started,
+                } => self.materialized(materializer, result, started),
                 command => {
                     // Everything else reads the document: it must see the updates before it.
                     self.flush(std::mem::take(&mut pending)).await?;
@@ -514,7 +547,8 @@ impl Room {
             | Command::Awareness { .. }
             | Command::Leave { .. }
             | Command::AccessChecked(_)
-            | Command::Compacted { .. } => {}
+            | Command::Compacted { .. }
+            | Command::Materialized { .. } => {}
         }
         Ok(())
     }
@@ -625,6 +659,7 @@ impl Room {
                 let _ = reply.send(Ok(range.first + offset as i64));
             }
         }
+        self.materialize_due = true;
         if gap {
             self.catch_up().await?;
         }
@@ -668,6 +703,7 @@ impl Room {
         self.snapshot_bytes = read.snapshot.as_ref().map_or(0, |s| s.data.len());
         self.tail = read.updates.iter().map(|u| (u.seq, u.data.len())).collect();
         self.tail_bytes = read.updates.iter().map(|u| u.data.len()).sum();
+        self.materialize_due = true;
         Ok(())
     }
 
@@ -705,6 +741,7 @@ impl Room {
             self.note_snapshot(snapshot.seq, snapshot.data.len());
         }
         self.watermark = self.watermark.max(read.last_seq);
+        self.materialize_due = true;
         self.broadcast(Bytes::from(encode_sync_update(&diff)), None);
         Ok(())
     }
@@ -741,6 +778,7 @@ impl Room {
                     self.note_logged(self.watermark + 1 + offset as i64, data.len());
                 }
                 self.watermark = last;
+                self.materialize_due = true;
                 match merged {
                     Some(merged) => self.broadcast(Bytes::from(encode_sync_update(&merged)), None),
                     None => {
@@ -916,6 +954,7 @@ impl Room {
 
     fn idle_for_unload(&self) -> bool {
         !self.compacting
+            && self.materializer.is_some()
             && self
                 .idle_since
                 .is_some_and(|since| since.elapsed() >= self.shared.config.unload_grace)
@@ -1034,6 +1073,104 @@ impl Room {
             }
             let _ = mailbox.send(Command::AccessChecked(roles)).await;
         });
+    }
+
+    fn materialize_wanted(&self) -> bool {
+        self.materialize_due && self.materializer.is_some()
+    }
+
+    /// Plans the rows from the document (here, so that nothing uncommitted can be in it) and
+    /// writes them in the background; the materializer comes back with [`Command::Materialized`].
+    async fn start_materialize(&mut self) -> Result<(), Fatal> {
+        let Some(mailbox) = self.mailbox.upgrade() else {
+            return Ok(());
+        };
+        let Some(materializer) = self.materializer.take() else {
+            return Ok(());
+        };
+        self.materialize_due = false;
+        let started = Instant::now();
+        let doc = self.doc.clone();
+        let seq = self.watermark;
+        let (mut materializer, plan) = blocking(move || {
+            let blocks = crate::schema::read_blocks(&doc.transact());
+            let plan = materializer.plan(blocks, seq);
+            (materializer, plan)
+        })
+        .await?;
+        let pool = self.shared.pool.clone();
+        tokio::spawn(async move {
+            let result = if plan.is_empty() && plan.seq <= materializer.seq() {
+                Ok(Applied::Written {
+                    rows: 0,
+                    deleted: 0,
+                    queued: 0,
+                })
+            } else {
+                materializer.apply(&pool, plan).await
+            };
+            if let Ok(Applied::Stale) = result {
+                // Another writer is at this position or ahead: learn its rows and position.
+                if let Err(error) = materializer.reload(&pool).await {
+                    tracing::warn!(%error, "reading the rows after a stale materialization failed");
+                }
+            }
+            let _ = mailbox
+                .send(Command::Materialized {
+                    materializer,
+                    result,
+                    started,
+                })
+                .await;
+        });
+        Ok(())
+    }
+
+    fn materialized(
+        &mut self,
+        materializer: Materializer,
+        result: Result<Applied, SyncError>,
+        started: Instant,
+    ) {
+        let metrics = &self.shared.metrics;
+        match result {
+            Ok(Applied::Written { rows, deleted, .. }) => {
+                metrics
+                    .materialize_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.materialized_rows.inc_by((rows + deleted) as u64);
+            }
+            Ok(Applied::Stale) => {
+                self.materialize_due = materializer.seq() < self.watermark;
+            }
+            Err(error) => {
+                tracing::warn!(canvas_id = %self.canvas_id, %error, "materialization failed; retrying");
+                self.materialize_due = true;
+            }
+        }
+        self.materializer = Some(materializer);
+    }
+
+    /// Brings the rows up to date before the room goes away.
+    async fn materialize_now(&mut self) {
+        let Some(materializer) = self.materializer.take() else {
+            return;
+        };
+        if self.materialize_due || materializer.seq() < self.watermark {
+            let doc = self.doc.clone();
+            let seq = self.watermark;
+            let planned = blocking(move || {
+                let blocks = crate::schema::read_blocks(&doc.transact());
+                let plan = materializer.plan(blocks, seq);
+                (materializer, plan)
+            })
+            .await;
+            if let Ok((mut materializer, plan)) = planned {
+                if let Err(error) = materializer.apply(&self.shared.pool, plan).await {
+                    tracing::warn!(canvas_id = %self.canvas_id, %error, "final materialization failed");
+                }
+            }
+        }
     }
 
     fn compacted(&mut self, seq: i64, snapshot_bytes: usize, result: Result<bool, SyncError>) {

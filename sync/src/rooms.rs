@@ -63,6 +63,9 @@ pub struct SyncConfig {
     pub compact_after_bytes: usize,
     /// How often a room does its housekeeping (expiry, checks, unloading).
     pub tick: Duration,
+    /// How soon after a change the room writes the changed blocks' rows (the materialization
+    /// lag, plus the write itself).
+    pub materialize_interval: Duration,
 }
 
 impl Default for SyncConfig {
@@ -82,6 +85,7 @@ impl Default for SyncConfig {
             compact_after_updates: 1000,
             compact_after_bytes: 1024 * 1024,
             tick: Duration::from_millis(500),
+            materialize_interval: Duration::from_millis(50),
         }
     }
 }

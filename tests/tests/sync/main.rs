@@ -8,4 +8,5 @@ mod durability;
 mod http_fallbacks;
 mod limits;
 mod malformed;
+mod materialize;
 mod support;

@@ -1,0 +1,352 @@
+//! The materializer: keeps a canvas's `blocks` rows in step with its document (ARCHITECTURE §5),
+//! so that REST readers, search and embeddings read plain rows.
+//!
+//! A room owns one [`Materializer`]. After the document changes, the room reads its blocks
+//! ([`crate::schema::read_blocks`]) and asks for a [`Plan`]: the blocks whose content differs
+//! from what the rows hold (by digest) and the rows whose block is gone. [`Materializer::apply`]
+//! writes the plan in one transaction:
+//!
+//! * **Fenced.** `canvas_materializations.seq` is the log position the rows were computed from;
+//!   the transaction first moves it forward to the plan's position and gives up when the rows
+//!   are already at that position or newer (another node, or a later state, got there first),
+//!   so an older document state never overwrites a newer materialization.
+//! * **Only what changed.** A changed block is one row written and one `version` more; an
+//!   unchanged one is not touched, and the upsert also skips rows whose content already matches
+//!   (written by another node), so versions never count a change twice.
+//! * **Embeddings.** A block whose text changed is queued in `embedding_queue` with the hash of
+//!   its text; a move or a props change does not queue it.
+//!
+//! Materializing is idempotent: on load, a room whose rows are behind its log (a crash between
+//! the log commit and the materialization) plans against the rows as they are and catches up.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::SyncError;
+use crate::schema::Block;
+
+/// What the rows hold for one block: enough to tell whether the document changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RowDigest {
+    content: [u8; 32],
+    text: [u8; 32],
+}
+
+/// A block as a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockRow {
+    pub id: Uuid,
+    pub parent: Option<Uuid>,
+    pub kind: String,
+    pub order: String,
+    pub text: String,
+    pub content: Value,
+    pub props: Value,
+    digest: RowDigest,
+}
+
+impl BlockRow {
+    fn new(
+        id: Uuid,
+        parent: Option<Uuid>,
+        kind: String,
+        order: String,
+        text: String,
+        content: Value,
+        props: Value,
+    ) -> Self {
+        let digest = digest_of(parent, &kind, &order, &text, &content, &props);
+        Self {
+            id,
+            parent,
+            kind,
+            order,
+            text,
+            content,
+            props,
+            digest,
+        }
+    }
+
+    /// The row of a document block; `None` when its id is not a UUID (a foreign client's key
+    /// that no row can hold). A parent that is not a UUID reads as the top level.
+    pub fn from_block(block: Block) -> Option<Self> {
+        let id = Uuid::parse_str(&block.id).ok()?;
+        let parent = block
+            .parent
+            .as_deref()
+            .and_then(|p| Uuid::parse_str(p).ok());
+        Some(Self::new(
+            id,
+            parent,
+            block.kind,
+            block.order,
+            block.text,
+            block.rich,
+            Value::Object(block.props),
+        ))
+    }
+}
+
+fn digest_of(
+    parent: Option<Uuid>,
+    kind: &str,
+    order: &str,
+    text: &str,
+    content: &Value,
+    props: &Value,
+) -> RowDigest {
+    let mut hasher = Sha256::new();
+    for part in [
+        parent.map(|p| p.to_string()).unwrap_or_default().as_bytes(),
+        kind.as_bytes(),
+        order.as_bytes(),
+        text.as_bytes(),
+        content.to_string().as_bytes(),
+        props.to_string().as_bytes(),
+    ] {
+        // Length-prefixed, so that no two different rows hash the same bytes.
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    RowDigest {
+        content: hasher.finalize().into(),
+        text: Sha256::digest(text.as_bytes()).into(),
+    }
+}
+
+/// What one materialization writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// The log position of the document state the plan was computed from.
+    pub seq: i64,
+    /// Blocks that are new or changed.
+    pub upserts: Vec<BlockRow>,
+    /// Rows whose block is gone.
+    pub deletes: Vec<Uuid>,
+}
+
+impl Plan {
+    /// Whether the plan writes no row.
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// What [`Materializer::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The rows now follow the document as of the plan's position.
+    Written {
+        rows: usize,
+        deleted: usize,
+        queued: usize,
+    },
+    /// The rows were already at that position or newer; nothing was written.
+    Stale,
+}
+
+/// The rows of one canvas as last written, and how far they follow the log.
+#[derive(Debug, Clone)]
+pub struct Materializer {
+    canvas_id: Uuid,
+    rows: HashMap<Uuid, RowDigest>,
+    seq: i64,
+}
+
+impl Materializer {
+    /// Reads the canvas's rows and materialized position.
+    pub async fn load(pool: &PgPool, canvas_id: Uuid) -> Result<Self, SyncError> {
+        let mut materializer = Self {
+            canvas_id,
+            rows: HashMap::new(),
+            seq: 0,
+        };
+        materializer.reload(pool).await?;
+        Ok(materializer)
+    }
+
+    /// Reads the rows again (after another writer got ahead).
+    pub async fn reload(&mut self, pool: &PgPool) -> Result<(), SyncError> {
+        let mut tx = pool.begin().await?;
+        let seq = sqlx::query_scalar!(
+            "select seq from canvas_materializations where canvas_id = $1",
+            self.canvas_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or(0);
+        let rows = sqlx::query!(
+            r#"select id, parent_id, kind, order_key as "order_key: String", text, content, props
+               from blocks where canvas_id = $1"#,
+            self.canvas_id
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.seq = seq;
+        self.rows = rows
+            .into_iter()
+            .map(|r| {
+                let digest = digest_of(
+                    r.parent_id,
+                    &r.kind,
+                    &r.order_key,
+                    &r.text,
+                    &r.content,
+                    &r.props,
+                );
+                (r.id, digest)
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// The log position the rows follow.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// How many rows the canvas has.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the canvas has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The writes that bring the rows to `blocks`, the document as of `seq`.
+    pub fn plan(&self, blocks: Vec<Block>, seq: i64) -> Plan {
+        let mut seen = HashMap::with_capacity(blocks.len());
+        let mut upserts = Vec::new();
+        for block in blocks {
+            let Some(row) = BlockRow::from_block(block) else {
+                continue;
+            };
+            if seen.insert(row.id, ()).is_some() {
+                continue;
+            }
+            if self.rows.get(&row.id).map(|d| d.content) != Some(row.digest.content) {
+                upserts.push(row);
+            }
+        }
+        let deletes = self
+            .rows
+            .keys()
+            .filter(|id| !seen.contains_key(*id))
+            .copied()
+            .collect();
+        Plan {
+            seq,
+            upserts,
+            deletes,
+        }
+    }
+
+    /// Writes `plan` in one fenced transaction (see the module documentation).
+    pub async fn apply(&mut self, pool: &PgPool, plan: Plan) -> Result<Applied, SyncError> {
+        let mut tx = pool.begin().await?;
+        let moved = sqlx::query_scalar!(
+            r#"insert into canvas_materializations (canvas_id, seq) values ($1, $2)
+               on conflict (canvas_id) do update set seq = excluded.seq, materialized_at = now()
+               where canvas_materializations.seq < excluded.seq
+               returning seq"#,
+            self.canvas_id,
+            plan.seq
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if moved.is_none() {
+            tx.rollback().await?;
+            return Ok(Applied::Stale);
+        }
+        let mut queued = 0;
+        if !plan.upserts.is_empty() {
+            let ids: Vec<Uuid> = plan.upserts.iter().map(|r| r.id).collect();
+            let parents: Vec<Option<Uuid>> = plan.upserts.iter().map(|r| r.parent).collect();
+            let kinds: Vec<String> = plan.upserts.iter().map(|r| r.kind.clone()).collect();
+            let orders: Vec<String> = plan.upserts.iter().map(|r| r.order.clone()).collect();
+            let texts: Vec<String> = plan.upserts.iter().map(|r| r.text.clone()).collect();
+            let contents: Vec<Value> = plan.upserts.iter().map(|r| r.content.clone()).collect();
+            let props: Vec<Value> = plan.upserts.iter().map(|r| r.props.clone()).collect();
+            sqlx::query!(
+                r#"insert into blocks (canvas_id, id, parent_id, kind, order_key, text, content, props, doc_seq)
+                   select $1, * from unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                            $7::jsonb[], $8::jsonb[]), (select $9::bigint)
+                   on conflict (canvas_id, id) do update
+                   set parent_id = excluded.parent_id, kind = excluded.kind,
+                       order_key = excluded.order_key, text = excluded.text,
+                       content = excluded.content, props = excluded.props,
+                       doc_seq = excluded.doc_seq, version = blocks.version + 1, updated_at = now()
+                   where (blocks.parent_id, blocks.kind, blocks.order_key, blocks.text, blocks.content, blocks.props)
+                         is distinct from
+                         (excluded.parent_id, excluded.kind, excluded.order_key, excluded.text, excluded.content, excluded.props)"#,
+                self.canvas_id,
+                &ids,
+                &parents as &[Option<Uuid>],
+                &kinds,
+                &orders,
+                &texts,
+                &contents,
+                &props,
+                plan.seq
+            )
+            .execute(&mut *tx)
+            .await?;
+            let changed_text: Vec<&BlockRow> = plan
+                .upserts
+                .iter()
+                .filter(|r| self.rows.get(&r.id).map(|d| d.text) != Some(r.digest.text))
+                .collect();
+            if !changed_text.is_empty() {
+                let ids: Vec<Uuid> = changed_text.iter().map(|r| r.id).collect();
+                let hashes: Vec<Vec<u8>> = changed_text
+                    .iter()
+                    .map(|r| r.digest.text.to_vec())
+                    .collect();
+                queued = sqlx::query!(
+                    r#"insert into embedding_queue (canvas_id, block_id, text_hash)
+                       select $1, * from unnest($2::uuid[], $3::bytea[])
+                       on conflict (canvas_id, block_id) do update
+                       set text_hash = excluded.text_hash, enqueued_at = now()
+                       where embedding_queue.text_hash <> excluded.text_hash"#,
+                    self.canvas_id,
+                    &ids,
+                    &hashes
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
+            }
+        }
+        if !plan.deletes.is_empty() {
+            sqlx::query!(
+                "delete from blocks where canvas_id = $1 and id = any($2)",
+                self.canvas_id,
+                &plan.deletes
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.seq = plan.seq;
+        for id in &plan.deletes {
+            self.rows.remove(id);
+        }
+        let rows = plan.upserts.len();
+        for row in plan.upserts {
+            self.rows.insert(row.id, row.digest);
+        }
+        Ok(Applied::Written {
+            rows,
+            deleted: plan.deletes.len(),
+            queued,
+        })
+    }
+}
