@@ -25,7 +25,7 @@ use crate::email::{EmailError, OutboxSender};
 use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{auth, canvas_sync, canvases, db, invitations, metrics, ops, users, workspaces};
+use crate::{auth, blocks, canvas_sync, canvases, db, invitations, metrics, ops, users, workspaces};
 
 /// How long background tasks get to finish their current step once the server has stopped.
 const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,6 +106,18 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             canvas_sync::routes::set_presence
         ))
         .routes(routes!(canvas_sync::routes::leave))
+        .routes(routes!(
+            blocks::routes::list_blocks,
+            blocks::routes::create_block
+        ))
+        .routes(routes!(
+            blocks::routes::get_block,
+            blocks::routes::patch_block,
+            blocks::routes::delete_block
+        ))
+        .routes(routes!(blocks::routes::move_block))
+        .routes(routes!(blocks::routes::reorder_blocks))
+        .routes(routes!(blocks::routes::get_snapshot))
         .split_for_parts()
 }
 

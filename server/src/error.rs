@@ -44,6 +44,10 @@ pub struct Problem {
     /// The request id, also sent as the `x-request-id` header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// For `version_conflict`: the resource as it is now, to merge with and retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub current: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,12 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String },
+    /// A write with a stale version: 409 `version_conflict` carrying the current resource.
+    #[error("{detail}")]
+    VersionConflict {
+        detail: String,
+        current: serde_json::Value,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]
@@ -126,7 +136,7 @@ impl ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } | Self::NoRoute { .. } => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::VersionConflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } | Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -144,6 +154,7 @@ impl ApiError {
             | Self::TooLarge { code, .. }
             | Self::Unavailable { code, .. } => code,
             Self::Validation { .. } => "validation_failed",
+            Self::VersionConflict { .. } => "version_conflict",
             Self::NotFound { .. } => "not_found",
             Self::NoRoute { .. } => "route_not_found",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -163,9 +174,10 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        let errors = match self {
-            Self::Validation { errors, .. } => errors,
-            _ => Vec::new(),
+        let (errors, current) = match self {
+            Self::Validation { errors, .. } => (errors, None),
+            Self::VersionConflict { current, .. } => (Vec::new(), Some(current)),
+            _ => (Vec::new(), None),
         };
         Problem {
             type_uri: "about:blank".to_owned(),
@@ -175,6 +187,7 @@ impl ApiError {
             code,
             errors,
             request_id: None,
+            current,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod blocks;
 pub mod canvas_sync;
 pub mod canvases;
 pub mod config;

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         (name = "workspaces", description = "Workspaces and their members"),
         (name = "invitations", description = "Invitations to workspaces and canvases, and invite links"),
         (name = "canvases", description = "Canvases, permissions and canvas members"),
+        (name = "blocks", description = "A canvas's blocks as rows; writes go through the document"),
         (name = "sync", description = "Real-time canvas documents: the y-websocket endpoint and its HTTP fallbacks"),
     )
 )]

@@ -47,6 +47,11 @@ impl FieldErrors {
         result.map_err(|e| self.0.push(e)).ok()
     }
 
+    /// Records an error of `field`.
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
     pub fn into_result(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
             Ok(())

@@ -147,6 +147,18 @@ pub enum SyncError {
     /// An HTTP client claimed an awareness client id another connection or user holds.
     #[error("awareness client {client_id} belongs to another connection")]
     PresenceConflict { client_id: u64 },
+    /// No block with that id in the canvas.
+    #[error("no such block")]
+    UnknownBlock,
+    /// The write carried a version the block no longer has; `current` is the block as it is.
+    #[error("the block changed since version {expected}; it is at version {}", current.version)]
+    StaleVersion {
+        expected: i64,
+        current: Box<crate::blocks::BlockRecord>,
+    },
+    /// A block write the document refused (unknown anchor, a move under itself, …).
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
     /// An append with no updates, or more than a sequence number can count.
     #[error("an append needs between 1 and 2^63 updates")]
     BatchTooLarge,

@@ -25,12 +25,15 @@
 //! * [`schema`]: the canvas document typed (ARCHITECTURE §2): blocks and meta read and written
 //!   as every client shapes them, positions, moves, subtree deletes, rebalancing.
 //! * [`order`]: fractional order keys, generated between neighbours, validated, rebalanced.
+//! * [`markdown`]: Markdown export of a canvas and import of Markdown as blocks.
 
 pub mod awareness;
+pub mod blocks;
 pub mod close;
 pub mod connection;
 pub mod error;
 pub mod fanout;
+pub mod markdown;
 pub mod materialize;
 pub mod metrics;
 pub mod order;
@@ -51,6 +54,7 @@ pub use connection::{
     RateLimit, Role, READ_ONLY_REASON,
 };
 pub use error::{ProtocolError, SyncError};
+pub use markdown::{ImportedBlock, MarkdownError};
 pub use metrics::SyncMetrics;
 pub use order::OrderError;
 pub use protocol::{

@@ -38,6 +38,7 @@ use crate::protocol::{
     encode_permission_denied, encode_sync_step2, encode_sync_update, EncodedUpdate,
 };
 use crate::rooms::{Kick, Outbound, PresenceEntry, Shared};
+use crate::schema::{BlockPatch, NewBlock, Position};
 use crate::store::{self, LogRead};
 
 /// The reason sent to a connection whose access was revoked.
@@ -98,18 +99,19 @@ pub(crate) enum Command {
     },
     Remote(RemoteMessage),
     CatchUp,
+    /// A block write from the REST API, applied to the document like a client's update.
+    Edit {
+        user_id: Uuid,
+        edit: BlockEdit,
+        expected_version: Option<i64>,
+        reply: Reply<EditOutcome>,
+    },
     /// The roles the access policy answered, for every user it was asked about.
     AccessChecked(Vec<(Uuid, Option<Role>)>),
     Compacted {
         seq: i64,
         snapshot_bytes: usize,
         result: Result<bool, SyncError>,
-    },
-    /// A materialization finished; the materializer comes back to the room.
-    Materialized {
-        materializer: Materializer,
-        result: Result<Applied, SyncError>,
-        started: Instant,
     },
 }
 
@@ -131,6 +133,9 @@ impl Command {
                 let _ = reply.send(Err(error()));
             }
             Self::Presence { reply } => {
+                let _ = reply.send(Err(error()));
+            }
+            Self::Edit { reply, .. } => {
                 let _ = reply.send(Err(error()));
             }
             _ => {}
@@ -176,7 +181,7 @@ struct Room {
     access_check_running: bool,
     last_catch_up: Instant,
     compacting: bool,
-    /// `None` while a materialization has it.
+    /// `None` only while a materialization runs.
     materializer: Option<Materializer>,
     /// The document changed since the rows were last written.
     materialize_due: bool,
@@ -237,7 +242,7 @@ pub(crate) async fn run(
                 }
             }
             _ = materialize_tick.tick(), if room.materialize_wanted() => {
-                if let Err(Fatal(reason)) = room.start_materialize().await {
+                if let Err(Fatal(reason)) = room.materialize().await {
                     tracing::error!(%canvas_id, %reason, "room stopped");
                     room.close_all(Close::internal("the document could not be read; reconnect"));
                     stop_inbox(&shared, canvas_id, generation, &mut inbox, || {
@@ -261,7 +266,9 @@ pub(crate) async fn run(
                     stop_inbox(&shared, canvas_id, generation, &mut inbox, || {
                         SyncError::Unavailable("the document was unloaded".into())
                     });
-                    room.materialize_now().await;
+                    if room.materialize_due {
+                        let _ = room.materialize().await;
+                    }
                     room.compact_now().await;
                     break;
                 }
@@ -284,6 +291,65 @@ fn stop_inbox(
     while let Ok(command) = inbox.try_recv() {
         command.fail(&error);
     }
+}
+
+fn parse_block_id(id: &str) -> Result<Uuid, SyncError> {
+    Uuid::parse_str(id).map_err(|_| SyncError::Schema(crate::schema::SchemaError::InvalidId(id.to_owned())))
+}
+
+/// A block write of the REST API (ARCHITECTURE §5), applied through the document.
+#[derive(Debug, Clone)]
+pub enum BlockEdit {
+    Create(NewBlock),
+    Patch { id: String, patch: BlockPatch },
+    Move { id: String, parent: Option<String>, position: Position },
+    Delete { id: String },
+    /// Puts `ids` together, in this order, at `position` under `parent`.
+    Reorder { ids: Vec<String>, parent: Option<String>, position: Position },
+}
+
+/// What a write touched, to answer with.
+enum Touched {
+    Block(String),
+    Deleted(Vec<String>),
+    Many(Vec<String>),
+}
+
+impl BlockEdit {
+    /// The existing block the write changes (whose version a caller may check).
+    fn target(&self) -> Option<&str> {
+        match self {
+            Self::Create(_) | Self::Reorder { .. } => None,
+            Self::Patch { id, .. } | Self::Move { id, .. } | Self::Delete { id } => Some(id),
+        }
+    }
+
+    fn apply(self, txn: &mut yrs::TransactionMut) -> Result<Touched, crate::schema::SchemaError> {
+        use crate::schema;
+        match self {
+            Self::Create(block) => schema::insert_block(txn, block).map(Touched::Block),
+            Self::Patch { id, patch } => schema::update_block(txn, &id, patch).map(|_| Touched::Block(id)),
+            Self::Move { id, parent, position } => {
+                schema::move_block(txn, &id, parent.as_deref(), position).map(|_| Touched::Block(id))
+            }
+            Self::Delete { id } => schema::delete_block(txn, &id).map(Touched::Deleted),
+            Self::Reorder { ids, parent, position } => {
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                schema::move_blocks(txn, &refs, parent.as_deref(), position).map(|_| Touched::Many(ids))
+            }
+        }
+    }
+}
+
+/// The answer to a [`BlockEdit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EditOutcome {
+    /// The created, patched or moved block as its row now is.
+    pub block: Option<crate::blocks::BlockRecord>,
+    /// The ids a delete removed (the block and its subtree).
+    pub deleted: Vec<Uuid>,
+    /// The log position of the write; `None` when it changed nothing.
+    pub seq: Option<i64>,
 }
 
 /// Applies `updates` to `doc` in order, each in its own transaction, and stops at the first
@@ -434,11 +500,6 @@ impl Room {
                     snapshot_bytes,
                     result,
                 } => self.compacted(seq, snapshot_bytes, result),
-                Command::Materialized {
-                    materializer,
-                    result,
-                    started,
-                } => self.materialized(materializer, result, started),
                 command => {
                     // Everything else reads the document: it must see the updates before it.
                     self.flush(std::mem::take(&mut pending)).await?;
@@ -541,14 +602,22 @@ impl Room {
                 let _ = reply.send(Ok(()));
             }
             Command::Remote(message) => self.remote(message).await?,
+            Command::Edit {
+                user_id,
+                edit,
+                expected_version,
+                reply,
+            } => {
+                let outcome = self.edit(user_id, edit, expected_version).await?;
+                let _ = reply.send(outcome);
+            }
             Command::CatchUp => self.catch_up().await?,
             // Handled in `process`.
             Command::Update { .. }
             | Command::Awareness { .. }
             | Command::Leave { .. }
             | Command::AccessChecked(_)
-            | Command::Compacted { .. }
-            | Command::Materialized { .. } => {}
+            | Command::Compacted { .. } => {}
         }
         Ok(())
     }
@@ -954,7 +1023,6 @@ impl Room {
 
     fn idle_for_unload(&self) -> bool {
         !self.compacting
-            && self.materializer.is_some()
             && self
                 .idle_since
                 .is_some_and(|since| since.elapsed() >= self.shared.config.unload_grace)
@@ -1075,16 +1143,112 @@ impl Room {
         });
     }
 
+    /// A REST block write: checks the version against the row (materialized up to now), applies
+    /// the write to the document, commits and broadcasts it like a client's update, then
+    /// materializes so the answer carries the new row. Commands run one at a time, so of two
+    /// writes with the same version exactly one wins.
+    async fn edit(
+        &mut self,
+        user_id: Uuid,
+        edit: BlockEdit,
+        expected_version: Option<i64>,
+    ) -> Result<Result<EditOutcome, SyncError>, Fatal> {
+        if self.materialize_due {
+            self.materialize().await?;
+        }
+        let pool = self.shared.pool.clone();
+        let target = match edit.target().map(parse_block_id).transpose() {
+            Ok(target) => target,
+            Err(error) => return Ok(Err(error)),
+        };
+        if let Some(id) = target {
+            match crate::blocks::get(&pool, self.canvas_id, id).await {
+                Ok(None) => return Ok(Err(SyncError::UnknownBlock)),
+                Ok(Some(current)) => {
+                    if let Some(expected) = expected_version.filter(|v| *v != current.version) {
+                        return Ok(Err(SyncError::StaleVersion {
+                            expected,
+                            current: Box::new(current),
+                        }));
+                    }
+                }
+                Err(error) => return Ok(Err(error)),
+            }
+        }
+        let doc = self.doc.clone();
+        let applied = blocking(move || {
+            let mut txn = doc.transact_mut();
+            let result = edit.apply(&mut txn);
+            let update = txn.encode_update_v1();
+            result.map(|touched| (touched, update))
+        })
+        .await?;
+        let (touched, update) = match applied {
+            Ok(applied) => applied,
+            // A refused write changed nothing in the document.
+            Err(error) => return Ok(Err(SyncError::Schema(error))),
+        };
+        let mut seq = None;
+        let encoded = EncodedUpdate::decode(&update).map_err(|e| Fatal(format!("own update is invalid: {e}")))?;
+        if !encoded.is_empty() {
+            let data = Bytes::from(update);
+            self.commit(
+                vec![PendingUpdate {
+                    origin: Origin::Http(user_id),
+                    update: encoded,
+                    reply: None,
+                }],
+                &[data],
+                None,
+            )
+            .await?;
+            seq = Some(self.watermark);
+            self.materialize().await?;
+        }
+        let mut outcome = EditOutcome {
+            block: None,
+            deleted: Vec::new(),
+            seq,
+        };
+        match touched {
+            Touched::Block(id) => {
+                let id = match parse_block_id(&id) {
+                    Ok(id) => id,
+                    Err(error) => return Ok(Err(error)),
+                };
+                if seq.is_some() {
+                    if let Err(error) = crate::blocks::set_author(&pool, self.canvas_id, &[id], user_id).await {
+                        return Ok(Err(error));
+                    }
+                }
+                match crate::blocks::get(&pool, self.canvas_id, id).await {
+                    Ok(block) => outcome.block = block,
+                    Err(error) => return Ok(Err(error)),
+                }
+            }
+            Touched::Deleted(ids) => {
+                outcome.deleted = ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+            }
+            Touched::Many(ids) => {
+                let ids: Vec<Uuid> = ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+                if seq.is_some() {
+                    if let Err(error) = crate::blocks::set_author(&pool, self.canvas_id, &ids, user_id).await {
+                        return Ok(Err(error));
+                    }
+                }
+            }
+        }
+        Ok(Ok(outcome))
+    }
+
     fn materialize_wanted(&self) -> bool {
         self.materialize_due && self.materializer.is_some()
     }
 
-    /// Plans the rows from the document (here, so that nothing uncommitted can be in it) and
-    /// writes them in the background; the materializer comes back with [`Command::Materialized`].
-    async fn start_materialize(&mut self) -> Result<(), Fatal> {
-        let Some(mailbox) = self.mailbox.upgrade() else {
-            return Ok(());
-        };
+    /// Writes the rows of the blocks that changed since the last time. The plan is made from
+    /// the document here, between commands, so nothing uncommitted can be in it; the write is
+    /// awaited like a commit, so a REST write can read its own row right after.
+    async fn materialize(&mut self) -> Result<(), Fatal> {
         let Some(materializer) = self.materializer.take() else {
             return Ok(());
         };
@@ -1098,40 +1262,16 @@ impl Room {
             (materializer, plan)
         })
         .await?;
-        let pool = self.shared.pool.clone();
-        tokio::spawn(async move {
-            let result = if plan.is_empty() && plan.seq <= materializer.seq() {
-                Ok(Applied::Written {
-                    rows: 0,
-                    deleted: 0,
-                    queued: 0,
-                })
-            } else {
-                materializer.apply(&pool, plan).await
-            };
-            if let Ok(Applied::Stale) = result {
-                // Another writer is at this position or ahead: learn its rows and position.
-                if let Err(error) = materializer.reload(&pool).await {
-                    tracing::warn!(%error, "reading the rows after a stale materialization failed");
-                }
-            }
-            let _ = mailbox
-                .send(Command::Materialized {
-                    materializer,
-                    result,
-                    started,
-                })
-                .await;
-        });
-        Ok(())
-    }
-
-    fn materialized(
-        &mut self,
-        materializer: Materializer,
-        result: Result<Applied, SyncError>,
-        started: Instant,
-    ) {
+        let pool = &self.shared.pool;
+        let result = if plan.is_empty() && plan.seq <= materializer.seq() {
+            Ok(Applied::Written {
+                rows: 0,
+                deleted: 0,
+                queued: 0,
+            })
+        } else {
+            materializer.apply(pool, plan).await
+        };
         let metrics = &self.shared.metrics;
         match result {
             Ok(Applied::Written { rows, deleted, .. }) => {
@@ -1141,7 +1281,14 @@ impl Room {
                 metrics.materialized_rows.inc_by((rows + deleted) as u64);
             }
             Ok(Applied::Stale) => {
-                self.materialize_due = materializer.seq() < self.watermark;
+                // Another writer is at this position or ahead: learn its rows and position.
+                match materializer.reload(pool).await {
+                    Ok(()) => self.materialize_due = materializer.seq() < self.watermark,
+                    Err(error) => {
+                        tracing::warn!(canvas_id = %self.canvas_id, %error, "reading the rows failed");
+                        self.materialize_due = true;
+                    }
+                }
             }
             Err(error) => {
                 tracing::warn!(canvas_id = %self.canvas_id, %error, "materialization failed; retrying");
@@ -1149,28 +1296,7 @@ impl Room {
             }
         }
         self.materializer = Some(materializer);
-    }
-
-    /// Brings the rows up to date before the room goes away.
-    async fn materialize_now(&mut self) {
-        let Some(materializer) = self.materializer.take() else {
-            return;
-        };
-        if self.materialize_due || materializer.seq() < self.watermark {
-            let doc = self.doc.clone();
-            let seq = self.watermark;
-            let planned = blocking(move || {
-                let blocks = crate::schema::read_blocks(&doc.transact());
-                let plan = materializer.plan(blocks, seq);
-                (materializer, plan)
-            })
-            .await;
-            if let Ok((mut materializer, plan)) = planned {
-                if let Err(error) = materializer.apply(&self.shared.pool, plan).await {
-                    tracing::warn!(canvas_id = %self.canvas_id, %error, "final materialization failed");
-                }
-            }
-        }
+        Ok(())
     }
 
     fn compacted(&mut self, seq: i64, snapshot_bytes: usize, result: Result<bool, SyncError>) {

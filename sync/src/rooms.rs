@@ -364,6 +364,25 @@ impl Rooms {
         .await
     }
 
+    /// Applies a REST block write to `canvas_id`'s document (see [`crate::room::BlockEdit`]);
+    /// with `expected_version`, refuses with [`SyncError::StaleVersion`] when the target block
+    /// has moved on.
+    pub async fn edit(
+        &self,
+        canvas_id: Uuid,
+        user_id: Uuid,
+        edit: crate::room::BlockEdit,
+        expected_version: Option<i64>,
+    ) -> Result<crate::room::EditOutcome, SyncError> {
+        self.ask(canvas_id, |reply| Command::Edit {
+            user_id,
+            edit: edit.clone(),
+            expected_version,
+            reply,
+        })
+        .await
+    }
+
     /// Every present awareness state of `canvas_id`.
     pub async fn presence(&self, canvas_id: Uuid) -> Result<Vec<PresenceEntry>, SyncError> {
         self.ask(canvas_id, |reply| Command::Presence { reply })

@@ -9,7 +9,7 @@ pub mod socket;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use potentia_sync::{
+use potentia_sync::{SchemaError, 
     AccessPolicy, ConnectionLimits, ProtocolLimits, RateLimit, Role, SyncConfig, SyncError,
 };
 use sqlx::PgPool;
@@ -220,6 +220,17 @@ impl From<SyncError> for ApiError {
             SyncError::PresenceConflict { .. } => {
                 ApiError::conflict("presence_conflict", error.to_string())
             }
+            SyncError::UnknownBlock => ApiError::NotFound { what: "block" },
+            SyncError::StaleVersion { ref current, .. } => ApiError::VersionConflict {
+                detail: error.to_string(),
+                current: serde_json::to_value(crate::blocks::routes::Block::from((**current).clone()))
+                    .unwrap_or(serde_json::Value::Null),
+            },
+            SyncError::Schema(SchemaError::DuplicateId(_)) => ApiError::conflict("block_exists", error.to_string()),
+            SyncError::Schema(_) => ApiError::Validation {
+                detail: error.to_string(),
+                errors: Vec::new(),
+            },
             SyncError::CanvasFull { .. } | SyncError::UserConnectionLimit { .. } => {
                 ApiError::RateLimited {
                     retry_after_secs: 5,

@@ -504,6 +504,64 @@ fn rows() -> Vec<Row> {
             no_body,
             [204, 204, 204, 204, 204, 204, 404, 401]
         ),
+        // Blocks: readers list and read, writers write (the block path names no block here,
+        // so a writer's write is a 404 while a viewer is refused first with 403).
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}/blocks",
+            |s| format!("/api/v1/canvases/{}/blocks", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/blocks",
+            |s| format!("/api/v1/canvases/{}/blocks", s.canvas),
+            |_| Some(json!({ "type": "paragraph", "text": "matrix" })),
+            [201, 201, 201, 403, 201, 403, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}/blocks/{block_id}",
+            |s| format!("/api/v1/canvases/{}/blocks/{}", s.canvas, Uuid::nil()),
+            no_body,
+            [404, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/canvases/{canvas_id}/blocks/{block_id}",
+            |s| format!("/api/v1/canvases/{}/blocks/{}", s.canvas, Uuid::nil()),
+            |_| Some(json!({ "text": "matrix" })),
+            [404, 404, 404, 403, 404, 403, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/canvases/{canvas_id}/blocks/{block_id}",
+            |s| format!("/api/v1/canvases/{}/blocks/{}", s.canvas, Uuid::nil()),
+            no_body,
+            [404, 404, 404, 403, 404, 403, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/blocks/{block_id}/move",
+            |s| format!("/api/v1/canvases/{}/blocks/{}/move", s.canvas, Uuid::nil()),
+            |_| Some(json!({ "parent_id": null, "position": "first" })),
+            [404, 404, 404, 403, 404, 403, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/blocks/reorder",
+            |s| format!("/api/v1/canvases/{}/blocks/reorder", s.canvas),
+            |_| Some(json!({ "parent_id": null, "block_ids": [Uuid::nil()] })),
+            [422, 422, 422, 403, 422, 403, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/canvases/{canvas_id}/snapshot",
+            |s| format!("/api/v1/canvases/{}/snapshot", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
         row!(
             M::GET,
             "/api/v1/canvases/{canvas_id}/permissions",

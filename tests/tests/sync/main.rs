@@ -3,6 +3,7 @@
 
 mod access;
 mod awareness;
+mod blocks_rest;
 mod convergence;
 mod durability;
 mod http_fallbacks;

@@ -1,0 +1,547 @@
+//! The block routes: thin handlers over `potentia_sync::blocks` (reads) and
+//! `potentia_sync::Rooms::edit` (writes through the document).
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use potentia_sync::blocks::{self as rows, BlockRecord};
+use potentia_sync::room::{BlockEdit, EditOutcome};
+use potentia_sync::{BlockPatch, NewBlock, Position};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::access::{require_canvas, Access, CanvasAccess};
+use crate::audit::{self, AuditEntry};
+use crate::auth::AuthUser;
+use crate::canvases::db as canvas_db;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
+use crate::pagination::Page;
+use crate::state::AppState;
+use crate::validation::FieldErrors;
+
+/// Longest block text accepted through REST, in characters.
+pub const MAX_TEXT_CHARS: usize = 100_000;
+/// Longest block type name.
+pub const MAX_TYPE_CHARS: usize = 64;
+/// Most blocks one reorder may move.
+pub const MAX_REORDER: usize = 1000;
+/// Largest page of blocks.
+pub const MAX_PAGE: u32 = 500;
+
+/// Where a block goes among its siblings.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionSpec {
+    First,
+    Last,
+    /// Right after this sibling.
+    After(Uuid),
+    /// Right before this sibling.
+    Before(Uuid),
+}
+
+impl From<PositionSpec> for Position {
+    fn from(spec: PositionSpec) -> Self {
+        match spec {
+            PositionSpec::First => Position::First,
+            PositionSpec::Last => Position::Last,
+            PositionSpec::After(id) => Position::After(id.to_string()),
+            PositionSpec::Before(id) => Position::Before(id.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBlock {
+    /// `paragraph`, `heading`, `todo`, `bullet`, `numbered`, `quote`, `code`, `divider`, … (any
+    /// type is kept).
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub props: Map<String, Value>,
+    /// The parent block; omitted or `null` for the top level.
+    pub parent_id: Option<Uuid>,
+    /// Defaults to `last`.
+    pub position: Option<PositionSpec>,
+}
+
+/// Absent fields stay. `props` is merged: a `null` value removes that property.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBlock {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub text: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub props: Option<Map<String, Value>>,
+    /// The version the change is based on (or send `If-Match`); a stale one is a 409.
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveBlock {
+    /// The new parent; `null` for the top level.
+    pub parent_id: Option<Uuid>,
+    pub position: PositionSpec,
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReorderBlocks {
+    /// The parent whose children these become; `null` for the top level.
+    pub parent_id: Option<Uuid>,
+    /// The blocks, in the order they should have; they end up next to each other.
+    pub block_ids: Vec<Uuid>,
+    /// Where the run goes; defaults to `first`.
+    pub position: Option<PositionSpec>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListBlocks {
+    /// Only the blocks under this one (its subtree, without it).
+    pub under: Option<Uuid>,
+    /// 1–500, default 100.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// The version the delete is based on (or send `If-Match`).
+    pub version: Option<i64>,
+}
+
+/// A block row as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Block {
+    pub id: Uuid,
+    pub canvas_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub order: String,
+    pub text: String,
+    /// The rich text as a delta: `[{"insert": "…", "attributes": {"bold": true}}]`.
+    #[schema(value_type = Vec<Object>)]
+    pub content: Value,
+    #[schema(value_type = Object)]
+    pub props: Value,
+    pub version: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub updated_by: Option<Uuid>,
+}
+
+impl From<BlockRecord> for Block {
+    fn from(r: BlockRecord) -> Self {
+        Self {
+            id: r.id,
+            canvas_id: r.canvas_id,
+            parent_id: r.parent_id,
+            kind: r.kind,
+            order: r.order,
+            text: r.text,
+            content: r.content,
+            props: r.props,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            updated_by: r.updated_by,
+        }
+    }
+}
+
+/// A canvas for readers and exports: its meta and every block in document order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CanvasSnapshot {
+    pub canvas_id: Uuid,
+    pub title: String,
+    pub icon: Option<String>,
+    pub workspace_id: Option<Uuid>,
+    pub blocks: Vec<Block>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reordered {
+    pub block_ids: Vec<Uuid>,
+}
+
+fn validate_kind(kind: &str, errors: &mut FieldErrors) {
+    if kind.trim().is_empty() || kind.chars().count() > MAX_TYPE_CHARS {
+        errors.push("type", format!("1 to {MAX_TYPE_CHARS} characters"));
+    }
+}
+
+fn validate_text(text: &str, errors: &mut FieldErrors) {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        errors.push("text", format!("at most {MAX_TEXT_CHARS} characters"));
+    }
+}
+
+/// The expected version from the body or the `If-Match` header (`"3"`, `W/"3"` or `3`).
+fn expected_version(body: Option<i64>, headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let header = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().unwrap_or("").trim();
+            let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+            Some(text.parse::<i64>().map_err(|_| {
+                ApiError::invalid_field("If-Match", "the block's version, e.g. \"3\"")
+            })?)
+        }
+    };
+    match (body, header) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::invalid_field(
+            "version",
+            "differs from If-Match; send one of them",
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+fn with_etag(block: Block, status: StatusCode) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", block.version)).ok();
+    let mut response = (status, ApiJson(block)).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn written_block(outcome: EditOutcome) -> Result<Block, ApiError> {
+    outcome
+        .block
+        .map(Block::from)
+        .ok_or(ApiError::NotFound { what: "block" })
+}
+
+async fn audit_write(
+    state: &AppState,
+    caller: &AuthUser,
+    action: &'static str,
+    block_id: Uuid,
+    found: &CanvasAccess,
+    detail: Value,
+    request_id: Option<&str>,
+) -> Result<(), ApiError> {
+    audit::record(
+        &state.db,
+        AuditEntry::new(action, "block", block_id)
+            .actor(caller.id)
+            .after(serde_json::json!({ "canvas_id": found.canvas_id, "change": detail }))
+            .request(request_id),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The canvas's blocks in document order (depth-first, siblings by order key), a page at a time.
+#[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/blocks", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path), ListBlocks),
+    responses((status = 200, body = Page<Block>), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_blocks(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(canvas_id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<ListBlocks>,
+) -> ApiResult<ApiJson<Page<Block>>> {
+    require_canvas(&state.db, caller.id, canvas_id, Access::Read).await?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", format!("1 to {MAX_PAGE}")));
+    }
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| ApiError::invalid_field("cursor", "not a cursor from this list"))
+        })
+        .transpose()?;
+    if let Some(under) = params.under {
+        rows::get(&state.db, canvas_id, under)
+            .await?
+            .ok_or_else(|| ApiError::invalid_field("under", "no such block in this canvas"))?;
+    }
+    let (records, next) = rows::list(
+        &state.db,
+        canvas_id,
+        params.under,
+        after.as_deref(),
+        i64::from(limit),
+    )
+    .await?;
+    Ok(ApiJson(Page {
+        items: records.into_iter().map(Block::from).collect(),
+        next_cursor: next.map(|path| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(path)),
+    }))
+}
+
+/// One block, with its version as the `ETag`.
+#[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/blocks/{block_id}", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path), ("block_id" = Uuid, Path)),
+    responses((status = 200, body = Block), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_block(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath((canvas_id, block_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Response> {
+    require_canvas(&state.db, caller.id, canvas_id, Access::Read).await?;
+    let record = rows::get(&state.db, canvas_id, block_id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "block" })?;
+    Ok(with_etag(record.into(), StatusCode::OK))
+}
+
+/// Creates a block at a position (default: last under its parent), through the document.
+#[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/blocks", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path)), request_body = CreateBlock,
+    responses((status = 201, body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_block(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(canvas_id): ApiPath<Uuid>,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<CreateBlock>,
+) -> ApiResult<Response> {
+    let found = require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
+    let mut errors = FieldErrors::default();
+    validate_kind(&body.kind, &mut errors);
+    validate_text(&body.text, &mut errors);
+    errors.into_result()?;
+    // The id is chosen here, so a retried write cannot create a second block.
+    let id = Uuid::now_v7();
+    let edit = BlockEdit::Create(NewBlock {
+        id: Some(id.to_string()),
+        kind: body.kind.clone(),
+        parent: body.parent_id.map(|p| p.to_string()),
+        position: body.position.map_or(Position::Last, Position::from),
+        text: body.text,
+        props: body.props,
+    });
+    let outcome = state.rooms.edit(canvas_id, caller.id, edit, None).await?;
+    let block = written_block(outcome)?;
+    audit_write(
+        &state,
+        &caller,
+        "block.create",
+        id,
+        &found,
+        serde_json::json!({ "type": body.kind, "version": block.version }),
+        request_id.as_deref(),
+    )
+    .await?;
+    Ok(with_etag(block, StatusCode::CREATED))
+}
+
+/// Changes a block's type, text or props, through the document.
+#[utoipa::path(patch, path = "/api/v1/canvases/{canvas_id}/blocks/{block_id}", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path), ("block_id" = Uuid, Path)), request_body = PatchBlock,
+    responses((status = 200, body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, description = "stale version; `current` holds the block", content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn patch_block(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath((canvas_id, block_id)): ApiPath<(Uuid, Uuid)>,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PatchBlock>,
+) -> ApiResult<Response> {
+    let found = require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
+    let version = expected_version(body.version, &headers)?;
+    let mut errors = FieldErrors::default();
+    if let Some(kind) = &body.kind {
+        validate_kind(kind, &mut errors);
+    }
+    if let Some(text) = &body.text {
+        validate_text(text, &mut errors);
+    }
+    errors.into_result()?;
+    let edit = BlockEdit::Patch {
+        id: block_id.to_string(),
+        patch: BlockPatch {
+            kind: body.kind,
+            text: body.text,
+            props: body.props,
+        },
+    };
+    let outcome = state
+        .rooms
+        .edit(canvas_id, caller.id, edit, version)
+        .await?;
+    let block = written_block(outcome)?;
+    audit_write(
+        &state,
+        &caller,
+        "block.update",
+        block_id,
+        &found,
+        serde_json::json!({ "version": block.version }),
+        request_id.as_deref(),
+    )
+    .await?;
+    Ok(with_etag(block, StatusCode::OK))
+}
+
+/// Moves a block (with its subtree) under a parent at a position: only its order key and
+/// parent change.
+#[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/blocks/{block_id}/move", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path), ("block_id" = Uuid, Path)), request_body = MoveBlock,
+    responses((status = 200, body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn move_block(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath((canvas_id, block_id)): ApiPath<(Uuid, Uuid)>,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<MoveBlock>,
+) -> ApiResult<Response> {
+    let found = require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
+    let version = expected_version(body.version, &headers)?;
+    let edit = BlockEdit::Move {
+        id: block_id.to_string(),
+        parent: body.parent_id.map(|p| p.to_string()),
+        position: body.position.into(),
+    };
+    let outcome = state
+        .rooms
+        .edit(canvas_id, caller.id, edit, version)
+        .await?;
+    let block = written_block(outcome)?;
+    audit_write(
+        &state,
+        &caller,
+        "block.move",
+        block_id,
+        &found,
+        serde_json::json!({ "parent_id": block.parent_id, "order": block.order }),
+        request_id.as_deref(),
+    )
+    .await?;
+    Ok(with_etag(block, StatusCode::OK))
+}
+
+/// Deletes a block and its subtree, through the document.
+#[utoipa::path(delete, path = "/api/v1/canvases/{canvas_id}/blocks/{block_id}", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path), ("block_id" = Uuid, Path), DeleteParams),
+    responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_block(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath((canvas_id, block_id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(params): ApiQuery<DeleteParams>,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let found = require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
+    let version = expected_version(params.version, &headers)?;
+    let edit = BlockEdit::Delete {
+        id: block_id.to_string(),
+    };
+    let outcome = state
+        .rooms
+        .edit(canvas_id, caller.id, edit, version)
+        .await?;
+    audit_write(
+        &state,
+        &caller,
+        "block.delete",
+        block_id,
+        &found,
+        serde_json::json!({ "deleted": outcome.deleted }),
+        request_id.as_deref(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Puts several blocks next to each other, in the given order, under a parent.
+#[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/blocks/reorder", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path)), request_body = ReorderBlocks,
+    responses((status = 200, body = Reordered), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn reorder_blocks(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(canvas_id): ApiPath<Uuid>,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<ReorderBlocks>,
+) -> ApiResult<ApiJson<Reordered>> {
+    let found = require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
+    if body.block_ids.is_empty() || body.block_ids.len() > MAX_REORDER {
+        return Err(ApiError::invalid_field(
+            "block_ids",
+            format!("1 to {MAX_REORDER} ids"),
+        ));
+    }
+    let edit = BlockEdit::Reorder {
+        ids: body.block_ids.iter().map(Uuid::to_string).collect(),
+        parent: body.parent_id.map(|p| p.to_string()),
+        position: body.position.map_or(Position::First, Position::from),
+    };
+    state.rooms.edit(canvas_id, caller.id, edit, None).await?;
+    let anchor = body.parent_id.unwrap_or(canvas_id);
+    audit_write(
+        &state,
+        &caller,
+        "block.reorder",
+        anchor,
+        &found,
+        serde_json::json!({ "block_ids": body.block_ids }),
+        request_id.as_deref(),
+    )
+    .await?;
+    Ok(ApiJson(Reordered {
+        block_ids: body.block_ids,
+    }))
+}
+
+/// The canvas as JSON: its title and icon and every block in document order (for AI readers
+/// and exports).
+#[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/snapshot", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path)),
+    responses((status = 200, body = CanvasSnapshot), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_snapshot(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(canvas_id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<CanvasSnapshot>> {
+    require_canvas(&state.db, caller.id, canvas_id, Access::Read).await?;
+    let canvas = canvas_db::find(&state.db, canvas_id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "canvas" })?;
+    let blocks = rows::all(&state.db, canvas_id).await?;
+    Ok(ApiJson(CanvasSnapshot {
+        canvas_id,
+        title: canvas.title,
+        icon: canvas.icon,
+        workspace_id: canvas.workspace_id,
+        blocks: blocks.into_iter().map(Block::from).collect(),
+    }))
+}

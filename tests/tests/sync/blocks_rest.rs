@@ -1,0 +1,375 @@
+//! The block REST API goes through the document: connected clients see REST writes live, REST
+//! readers see client edits, versions guard concurrent writes.
+
+use std::time::Duration;
+
+use potentia_sync::schema::{insert_block, read_blocks};
+use potentia_sync::{NewBlock, Position};
+use potentia_tests::TestApp;
+use reqwest::Method;
+use serde_json::{json, Value};
+use yrs::Transact;
+
+use crate::support::{connected, fixture, Fixture, WAIT};
+
+async fn create(f: &Fixture, body: Value) -> Value {
+    let (status, block) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 201, "{block}");
+    block
+}
+
+async fn list(f: &Fixture, query: &str) -> Value {
+    let (status, page) = f
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/canvases/{}/blocks{query}", f.canvas),
+            Some(f.owner.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page
+}
+
+fn texts(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|b| b["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn block_path(f: &Fixture, id: &Value) -> String {
+    format!(
+        "/api/v1/canvases/{}/blocks/{}",
+        f.canvas,
+        id.as_str().expect("id")
+    )
+}
+
+#[tokio::test]
+async fn a_rest_write_is_seen_live_by_a_connected_client() {
+    let f = fixture().await;
+    let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
+    let block = create(
+        &f,
+        json!({ "type": "todo", "text": "buy milk", "props": { "checked": false } }),
+    )
+    .await;
+    assert_eq!(block["version"], 1);
+    let id = block["id"].as_str().expect("id").to_owned();
+    client
+        .wait_for(WAIT, |_, doc| {
+            read_blocks(&doc.transact())
+                .iter()
+                .any(|b| b.id == id && b.text == "buy milk" && b.kind == "todo")
+        })
+        .await
+        .expect("the client sees the REST write");
+}
+
+#[tokio::test]
+async fn a_client_edit_is_seen_through_rest() {
+    let f = fixture().await;
+    let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
+    {
+        let doc = client.doc();
+        let mut txn = doc.transact_mut();
+        insert_block(
+            &mut txn,
+            NewBlock {
+                id: None,
+                kind: "heading".into(),
+                parent: None,
+                position: Position::Last,
+                text: "From the client".into(),
+                props: Default::default(),
+            },
+        )
+        .expect("insert");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if texts(&list(&f, "").await) == vec!["From the client"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never materialized");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn blocks_are_created_at_positions_and_listed_in_document_order() {
+    let f = fixture().await;
+    let b = create(&f, json!({ "type": "paragraph", "text": "b" })).await;
+    create(
+        &f,
+        json!({ "type": "paragraph", "text": "a", "position": "first" }),
+    )
+    .await;
+    create(
+        &f,
+        json!({ "type": "paragraph", "text": "c", "position": { "after": b["id"] } }),
+    )
+    .await;
+    create(
+        &f,
+        json!({ "type": "bullet", "text": "b.1", "parent_id": b["id"] }),
+    )
+    .await;
+    create(
+        &f,
+        json!({ "type": "bullet", "text": "b.0", "parent_id": b["id"], "position": "first" }),
+    )
+    .await;
+    assert_eq!(
+        texts(&list(&f, "").await),
+        vec!["a", "b", "b.0", "b.1", "c"]
+    );
+    let under = format!("?under={}", b["id"].as_str().expect("id"));
+    assert_eq!(texts(&list(&f, &under).await), vec!["b.0", "b.1"]);
+    // Pages neither skip nor repeat.
+    let first = list(&f, "?limit=2").await;
+    let cursor = first["next_cursor"].as_str().expect("cursor").to_owned();
+    let second = list(&f, &format!("?limit=2&cursor={cursor}")).await;
+    let cursor = second["next_cursor"].as_str().expect("cursor").to_owned();
+    let third = list(&f, &format!("?limit=2&cursor={cursor}")).await;
+    let all: Vec<String> = [first, second, third.clone()]
+        .iter()
+        .flat_map(texts)
+        .collect();
+    assert_eq!(all, vec!["a", "b", "b.0", "b.1", "c"]);
+    assert!(third["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn a_stale_version_is_a_409_with_the_current_block_and_changes_nothing() {
+    let f = fixture().await;
+    let block = create(&f, json!({ "type": "paragraph", "text": "v1" })).await;
+    let path = block_path(&f, &block["id"]);
+    let (status, patched) = f
+        .app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(f.owner.access_token()),
+            Some(json!({ "text": "v2", "version": 1 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["version"], 2);
+    let (status, problem) = f
+        .app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(f.owner.access_token()),
+            Some(json!({ "text": "lost update", "version": 1 })),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["code"], "version_conflict");
+    assert_eq!(problem["current"]["text"], "v2");
+    assert_eq!(problem["current"]["version"], 2);
+    let (_, now) = f
+        .app
+        .call(Method::GET, &path, Some(f.owner.access_token()), None)
+        .await;
+    assert_eq!(
+        (now["text"].clone(), now["version"].clone()),
+        (json!("v2"), json!(2))
+    );
+}
+
+#[tokio::test]
+async fn if_match_carries_the_version_too() {
+    let f = fixture().await;
+    let block = create(&f, json!({ "type": "paragraph", "text": "x" })).await;
+    let path = block_path(&f, &block["id"]);
+    let response = f
+        .app
+        .client
+        .patch(f.app.url(&path))
+        .bearer_auth(f.owner.access_token())
+        .header("if-match", "\"7\"")
+        .json(&json!({ "text": "y" }))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(response.status(), 409);
+    let response = f
+        .app
+        .client
+        .get(f.app.url(&path))
+        .bearer_auth(f.owner.access_token())
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.headers()["etag"], "\"1\"");
+}
+
+#[tokio::test]
+async fn of_two_concurrent_writes_with_one_version_exactly_one_wins() {
+    let f = fixture().await;
+    let block = create(&f, json!({ "type": "paragraph", "text": "start" })).await;
+    let path = block_path(&f, &block["id"]);
+    let writes = (0..6).map(|i| {
+        let path = path.clone();
+        let app: &TestApp = &f.app;
+        let token = f.owner.access_token().to_owned();
+        async move {
+            app.call(
+                Method::PATCH,
+                &path,
+                Some(&token),
+                Some(json!({ "text": format!("writer {i}"), "version": 1 })),
+            )
+            .await
+            .0
+        }
+    });
+    let statuses = futures::future::join_all(writes).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        5,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn moves_reorders_and_deletes_go_through_the_document() {
+    let f = fixture().await;
+    let a = create(&f, json!({ "type": "paragraph", "text": "a" })).await;
+    let b = create(&f, json!({ "type": "paragraph", "text": "b" })).await;
+    let c = create(&f, json!({ "type": "paragraph", "text": "c" })).await;
+    let token = Some(f.owner.access_token());
+    let (status, moved) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("{}/move", block_path(&f, &c["id"])),
+            token,
+            Some(json!({ "parent_id": a["id"], "position": "first", "version": 1 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["parent_id"], a["id"]);
+    assert_eq!(texts(&list(&f, "").await), vec!["a", "c", "b"]);
+    let (status, body) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks/reorder", f.canvas),
+            token,
+            Some(json!({ "parent_id": null, "block_ids": [b["id"], a["id"]] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(texts(&list(&f, "").await), vec!["b", "a", "c"]);
+    let (status, _) = f
+        .app
+        .call(Method::DELETE, &block_path(&f, &a["id"]), token, None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        texts(&list(&f, "").await),
+        vec!["b"],
+        "the subtree goes with its block"
+    );
+    let (status, _) = f
+        .app
+        .call(Method::GET, &block_path(&f, &c["id"]), token, None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(f.app.audit_rows("block.delete").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_snapshot_has_the_meta_and_every_block() {
+    let f = fixture().await;
+    create(
+        &f,
+        json!({ "type": "heading", "text": "Goals", "props": { "level": 1 } }),
+    )
+    .await;
+    create(
+        &f,
+        json!({ "type": "todo", "text": "ship", "props": { "checked": true } }),
+    )
+    .await;
+    let (status, snapshot) = f
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/canvases/{}/snapshot", f.canvas),
+            Some(f.owner.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{snapshot}");
+    assert_eq!(snapshot["title"], "Plan");
+    assert_eq!(snapshot["blocks"][0]["props"]["level"], 1);
+    assert_eq!(snapshot["blocks"][1]["props"]["checked"], true);
+}
+
+#[tokio::test]
+async fn a_block_of_another_canvas_is_not_found_here() {
+    let f = fixture().await;
+    let other_canvas = f
+        .app
+        .create_canvas(f.owner.access_token(), None, "Other")
+        .await;
+    let (status, foreign) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{other_canvas}/blocks"),
+            Some(f.owner.access_token()),
+            Some(json!({ "type": "paragraph", "text": "elsewhere" })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let path = block_path(&f, &foreign["id"]);
+    let (status, _) = f
+        .app
+        .call(Method::GET, &path, Some(f.owner.access_token()), None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = f
+        .app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(f.owner.access_token()),
+            Some(json!({ "text": "hijack" })),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(
+                json!({ "type": "paragraph", "text": "x", "position": { "after": foreign["id"] } }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+}
