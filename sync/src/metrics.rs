@@ -36,6 +36,8 @@ pub struct SyncMetrics {
     pub materialize_seconds: Histogram,
     /// Block rows written or deleted by materializations.
     pub materialized_rows: Counter,
+    /// Sibling lists given short order keys again.
+    pub rebalances: Counter,
 }
 
 impl Default for SyncMetrics {
@@ -56,6 +58,7 @@ impl Default for SyncMetrics {
             load_failures: Counter::default(),
             materialize_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
             materialized_rows: Counter::default(),
+            rebalances: Counter::default(),
         }
     }
 }
@@ -124,6 +127,11 @@ impl SyncMetrics {
             "materialized_rows",
             "Block rows written or deleted by materializations",
             self.materialized_rows.clone(),
+        );
+        sync.register(
+            "rebalances",
+            "Rebalances of order keys grown too long",
+            self.rebalances.clone(),
         );
         sync.register(
             "load_failures",

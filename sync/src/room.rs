@@ -51,6 +51,8 @@ type Reply<T> = oneshot::Sender<Result<T, SyncError>>;
 pub(crate) enum Origin {
     Connection(u64),
     Http(Uuid),
+    /// The room itself (a rebalance of order keys).
+    Server,
 }
 
 pub(crate) enum Command {
@@ -294,18 +296,32 @@ fn stop_inbox(
 }
 
 fn parse_block_id(id: &str) -> Result<Uuid, SyncError> {
-    Uuid::parse_str(id).map_err(|_| SyncError::Schema(crate::schema::SchemaError::InvalidId(id.to_owned())))
+    Uuid::parse_str(id)
+        .map_err(|_| SyncError::Schema(crate::schema::SchemaError::InvalidId(id.to_owned())))
 }
 
 /// A block write of the REST API (ARCHITECTURE §5), applied through the document.
 #[derive(Debug, Clone)]
 pub enum BlockEdit {
     Create(NewBlock),
-    Patch { id: String, patch: BlockPatch },
-    Move { id: String, parent: Option<String>, position: Position },
-    Delete { id: String },
+    Patch {
+        id: String,
+        patch: BlockPatch,
+    },
+    Move {
+        id: String,
+        parent: Option<String>,
+        position: Position,
+    },
+    Delete {
+        id: String,
+    },
     /// Puts `ids` together, in this order, at `position` under `parent`.
-    Reorder { ids: Vec<String>, parent: Option<String>, position: Position },
+    Reorder {
+        ids: Vec<String>,
+        parent: Option<String>,
+        position: Position,
+    },
 }
 
 /// What a write touched, to answer with.
@@ -328,14 +344,24 @@ impl BlockEdit {
         use crate::schema;
         match self {
             Self::Create(block) => schema::insert_block(txn, block).map(Touched::Block),
-            Self::Patch { id, patch } => schema::update_block(txn, &id, patch).map(|_| Touched::Block(id)),
-            Self::Move { id, parent, position } => {
-                schema::move_block(txn, &id, parent.as_deref(), position).map(|_| Touched::Block(id))
+            Self::Patch { id, patch } => {
+                schema::update_block(txn, &id, patch).map(|_| Touched::Block(id))
             }
+            Self::Move {
+                id,
+                parent,
+                position,
+            } => schema::move_block(txn, &id, parent.as_deref(), position)
+                .map(|_| Touched::Block(id)),
             Self::Delete { id } => schema::delete_block(txn, &id).map(Touched::Deleted),
-            Self::Reorder { ids, parent, position } => {
+            Self::Reorder {
+                ids,
+                parent,
+                position,
+            } => {
                 let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                schema::move_blocks(txn, &refs, parent.as_deref(), position).map(|_| Touched::Many(ids))
+                schema::move_blocks(txn, &refs, parent.as_deref(), position)
+                    .map(|_| Touched::Many(ids))
             }
         }
     }
@@ -710,7 +736,7 @@ impl Room {
                 for (update, data) in updates.iter().zip(datas) {
                     let except = match update.origin {
                         Origin::Connection(conn) => Some(conn),
-                        Origin::Http(_) => None,
+                        Origin::Http(_) | Origin::Server => None,
                     };
                     self.broadcast(Bytes::from(encode_sync_update(data)), except);
                 }
@@ -751,7 +777,7 @@ impl Room {
                 };
                 self.kick(conn, close, None);
             }
-            Origin::Http(_) => {}
+            Origin::Http(_) | Origin::Server => {}
         }
         if let Some(reply) = update.reply {
             let _ = reply.send(Err(error));
@@ -1189,7 +1215,8 @@ impl Room {
             Err(error) => return Ok(Err(SyncError::Schema(error))),
         };
         let mut seq = None;
-        let encoded = EncodedUpdate::decode(&update).map_err(|e| Fatal(format!("own update is invalid: {e}")))?;
+        let encoded = EncodedUpdate::decode(&update)
+            .map_err(|e| Fatal(format!("own update is invalid: {e}")))?;
         if !encoded.is_empty() {
             let data = Bytes::from(update);
             self.commit(
@@ -1217,7 +1244,9 @@ impl Room {
                     Err(error) => return Ok(Err(error)),
                 };
                 if seq.is_some() {
-                    if let Err(error) = crate::blocks::set_author(&pool, self.canvas_id, &[id], user_id).await {
+                    if let Err(error) =
+                        crate::blocks::set_author(&pool, self.canvas_id, &[id], user_id).await
+                    {
                         return Ok(Err(error));
                     }
                 }
@@ -1227,18 +1256,68 @@ impl Room {
                 }
             }
             Touched::Deleted(ids) => {
-                outcome.deleted = ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+                outcome.deleted = ids
+                    .iter()
+                    .filter_map(|id| Uuid::parse_str(id).ok())
+                    .collect();
             }
             Touched::Many(ids) => {
-                let ids: Vec<Uuid> = ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+                let ids: Vec<Uuid> = ids
+                    .iter()
+                    .filter_map(|id| Uuid::parse_str(id).ok())
+                    .collect();
                 if seq.is_some() {
-                    if let Err(error) = crate::blocks::set_author(&pool, self.canvas_id, &ids, user_id).await {
+                    if let Err(error) =
+                        crate::blocks::set_author(&pool, self.canvas_id, &ids, user_id).await
+                    {
                         return Ok(Err(error));
                     }
                 }
             }
         }
         Ok(Ok(outcome))
+    }
+
+    /// Gives short keys to every sibling list with a key grown past
+    /// [`crate::order::REBALANCE_LEN`], through the document in one transaction, committed and
+    /// broadcast like any update, so every client converges on the new keys.
+    async fn rebalance_long_keys(&mut self) -> Result<(), Fatal> {
+        let doc = self.doc.clone();
+        let update = blocking(move || {
+            let parents = crate::schema::parents_needing_rebalance(
+                &doc.transact(),
+                crate::order::REBALANCE_LEN,
+            );
+            if parents.is_empty() {
+                return None;
+            }
+            let mut txn = doc.transact_mut();
+            for parent in &parents {
+                if let Err(error) = crate::schema::rebalance_children(&mut txn, parent.as_deref()) {
+                    tracing::warn!(%error, "rebalance skipped a sibling list");
+                }
+            }
+            Some(txn.encode_update_v1())
+        })
+        .await?;
+        let Some(update) = update else { return Ok(()) };
+        let encoded = EncodedUpdate::decode(&update)
+            .map_err(|e| Fatal(format!("own update is invalid: {e}")))?;
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        self.commit(
+            vec![PendingUpdate {
+                origin: Origin::Server,
+                update: encoded,
+                reply: None,
+            }],
+            &[Bytes::from(update)],
+            None,
+        )
+        .await?;
+        self.shared.metrics.rebalances.inc();
+        Ok(())
     }
 
     fn materialize_wanted(&self) -> bool {
@@ -1254,6 +1333,7 @@ impl Room {
         };
         self.materialize_due = false;
         let started = Instant::now();
+        self.rebalance_long_keys().await?;
         let doc = self.doc.clone();
         let seq = self.watermark;
         let (mut materializer, plan) = blocking(move || {

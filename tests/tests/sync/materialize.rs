@@ -205,3 +205,49 @@ async fn rows_behind_the_log_catch_up_when_the_document_loads() {
         ("todo", "survive the crash")
     );
 }
+
+#[tokio::test]
+async fn keys_grown_long_are_rebalanced_through_the_document() {
+    let f = fixture().await;
+    let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
+    let first = add(&client, "paragraph", "first");
+    add(&client, "paragraph", "last");
+    // Always inserting right after the first block grows the new keys by a digit every few
+    // inserts.
+    {
+        let doc = client.doc();
+        let mut txn = doc.transact_mut();
+        for i in 0..400 {
+            insert_block(
+                &mut txn,
+                NewBlock {
+                    id: None,
+                    kind: "paragraph".into(),
+                    parent: None,
+                    position: Position::After(first.to_string()),
+                    text: format!("{i}"),
+                    props: Default::default(),
+                },
+            )
+            .expect("insert");
+        }
+    }
+    let rows = wait_rows(&f.app.db, f.canvas, |r| {
+        r.len() == 402
+            && r.iter()
+                .all(|row| row.order_key.len() <= potentia_sync::order::REBALANCE_LEN)
+    })
+    .await;
+    assert_eq!(rows.first().map(|r| r.text.as_str()), Some("first"));
+    assert_eq!(rows.last().map(|r| r.text.as_str()), Some("last"));
+    // The client got the new keys too.
+    client
+        .wait_for(WAIT, |_, doc| {
+            potentia_sync::schema::read_blocks(&doc.transact())
+                .iter()
+                .all(|b| b.order.len() <= potentia_sync::order::REBALANCE_LEN)
+        })
+        .await
+        .expect("the client converges on the rebalanced keys");
+    assert!(f.app.metric("potentia_sync_rebalances_total").await >= 1.0);
+}
