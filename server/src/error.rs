@@ -50,6 +50,13 @@ pub struct Problem {
 pub enum ApiError {
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
+    /// A 400 that names the offending fields (malformed recurrence, unknown time zone, …).
+    #[error("{detail}")]
+    InvalidInput {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{detail}")]
     Validation {
         detail: String,
@@ -118,7 +125,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::InvalidInput { .. } => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -135,6 +142,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. }
+            | Self::InvalidInput { code, .. }
             | Self::Unauthorized { code, .. }
             | Self::Forbidden { code, .. }
             | Self::Conflict { code, .. }
@@ -160,7 +168,7 @@ impl ApiError {
             other => other.to_string(),
         };
         let errors = match self {
-            Self::Validation { errors, .. } => errors,
+            Self::Validation { errors, .. } | Self::InvalidInput { errors, .. } => errors,
             _ => Vec::new(),
         };
         Problem {

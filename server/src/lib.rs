@@ -5,6 +5,7 @@ pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod calendars;
 pub mod canvases;
 pub mod config;
 pub mod db;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers};
+use crate::calendars::cache::FreeBusyCache;
 use crate::config::Settings;
 use crate::email::EmailOutbox;
 use crate::metrics::Metrics;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub known_users: Arc<KnownUsers>,
     /// Queue mail with it, and wake this node's sender after the transaction commits.
     pub outbox: EmailOutbox,
+    /// Calendars' free/busy in Redis (a no-op without Redis).
+    pub calendar_cache: FreeBusyCache,
 }
 
 impl AppState {
@@ -32,6 +35,7 @@ impl AppState {
             .transpose()?;
         Ok(Self {
             db,
+            calendar_cache: FreeBusyCache::new(redis.clone()),
             redis,
             jwt: Arc::new(JwtKeys::new(&settings.auth)),
             auth_limits: Arc::new(AuthRateLimits::new(&settings.auth)),
