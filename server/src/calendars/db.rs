@@ -198,6 +198,19 @@ pub async fn delete_calendar(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::R
     Ok(schedules)
 }
 
+/// The ids of a workspace's calendars.
+pub async fn workspace_calendar_ids<'e>(
+    db: impl PgExecutor<'e>,
+    workspace_id: Uuid,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "select id from calendars where workspace_id = $1",
+        workspace_id
+    )
+    .fetch_all(db)
+    .await
+}
+
 pub async fn set_feed_token_hash<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,

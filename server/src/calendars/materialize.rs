@@ -2,9 +2,10 @@
 //! `schedule_instances`, kept for the span of original starts `[materialized_from,
 //! materialized_until)` of its row.
 //!
-//! * On create and on every edit the span is rebuilt from scratch: from
-//!   [`LOOKBACK`] before now (or the series start, if later) to [`HORIZON`] after now (and at
-//!   least past the first occurrence).
+//! * On create and on every edit the span is rebuilt from scratch ([`initial_window`]): from
+//!   the first occurrence for a series with an end, from [`LOOKBACK`] before now (or the
+//!   series start, if later) for an open one, to [`HORIZON`] after now (and at least past the
+//!   first occurrence).
 //! * A background job ([`run_horizon_job`]) moves the end of open series forward as time
 //!   passes; a query past either end extends that schedule first ([`cover`]).
 //! * One step expands at most [`MATERIALIZE_LIMITS`] occurrences; a rule with more in a span
@@ -75,13 +76,23 @@ pub fn series_of(record: &ScheduleRecord) -> Result<Series, ApiError> {
 }
 
 /// The span a new or edited series is materialized over.
+///
+/// A series with an end (a single event among them) is materialized from its first
+/// occurrence, so past events are there for views and conflict checks; an open one from
+/// [`LOOKBACK`] before now (older instances are added when a query reaches them).
 pub fn initial_window(series: &Series, placement: Tz, now: DateTime<Utc>) -> Window {
     let first = series.first_start(placement);
     let until = (now + HORIZON).max(first + Duration::days(1));
+    let series_end = series.series_end(placement);
+    let from = if series_end.is_some() {
+        first
+    } else {
+        first.max(now - LOOKBACK)
+    };
     Window {
-        from: first.max(now - LOOKBACK).min(until),
+        from: from.min(until),
         until,
-        series_end: series.series_end(placement),
+        series_end,
     }
 }
 
