@@ -691,10 +691,12 @@ pub async fn schedules_to_extend<'e>(
     .await
 }
 
-/// Open series whose instances stop before `horizon`, locked (skipping rows another node holds).
+/// Open series whose instances stop before `horizon`, except `done`, locked (skipping rows
+/// another node holds).
 pub async fn lock_schedules_behind_horizon<'e>(
     db: impl PgExecutor<'e>,
     horizon: DateTime<Utc>,
+    done: &[Uuid],
     limit: i64,
 ) -> sqlx::Result<Vec<ScheduleRecord>> {
     sqlx::query_as!(
@@ -704,11 +706,12 @@ pub async fn lock_schedules_behind_horizon<'e>(
                   organizer_email, split_from, sequence, materialized_from, materialized_until, series_end,
                   created_by, created_at, updated_at
            from schedules
-           where series_end is null and materialized_until < $1
+           where series_end is null and materialized_until < $1 and id <> all($2)
            order by materialized_until
-           limit $2
+           limit $3
            for update skip locked"#,
         horizon,
+        done,
         limit,
     )
     .fetch_all(db)

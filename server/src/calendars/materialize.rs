@@ -306,19 +306,20 @@ pub async fn cover(
     Ok(truncated)
 }
 
-/// Extends every open series to `now + HORIZON`, in batches; returns how many schedules were
-/// extended.
+/// Extends every open series towards `now + HORIZON`, in batches, one expansion step per
+/// schedule per run (a dense rule that hits the step cap continues on the next run instead of
+/// filling the table at once); returns how many schedules were extended.
 pub async fn extend_horizons(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, ApiError> {
     let horizon = now + HORIZON;
-    let mut extended = 0;
+    let mut done: Vec<Uuid> = Vec::new();
     loop {
         let mut tx = pool.begin().await?;
-        let batch = db::lock_schedules_behind_horizon(&mut *tx, horizon, HORIZON_BATCH).await?;
+        let batch =
+            db::lock_schedules_behind_horizon(&mut *tx, horizon, &done, HORIZON_BATCH).await?;
         if batch.is_empty() {
-            return Ok(extended);
+            return Ok(done.len() as u64);
         }
         let mut zones: HashMap<Uuid, Tz> = HashMap::new();
-        let mut progressed = false;
         for record in &batch {
             let placement = match zones.get(&record.calendar_id) {
                 Some(zone) => *zone,
@@ -330,7 +331,6 @@ pub async fn extend_horizons(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, A
                     zone
                 }
             };
-            let before = record.materialized_until;
             extend(
                 &mut tx,
                 record,
@@ -339,17 +339,9 @@ pub async fn extend_horizons(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, A
                 horizon,
             )
             .await?;
-            let after = db::find_schedule(&mut *tx, record.id)
-                .await?
-                .map_or(before, |r| r.materialized_until);
-            progressed |= after > before;
-            extended += 1;
+            done.push(record.id);
         }
         tx.commit().await?;
-        if !progressed {
-            // Nothing moved (every series is stuck on its cap); try again next run.
-            return Ok(extended);
-        }
     }
 }
 
