@@ -24,8 +24,9 @@ use uuid::Uuid;
 
 /// How long a filled generation lives.
 pub const TTL_SECS: u64 = 3600;
-/// The cached span: from this long before now …
-pub const WINDOW_BACK: Duration = Duration::days(31);
+/// The cached span: from this long before today … (well within the 31 days every open
+/// series keeps materialized behind now, so filling never extends a schedule backwards)
+pub const WINDOW_BACK: Duration = Duration::days(7);
 /// … to this long after now (within the materialization horizon).
 pub const WINDOW_AHEAD: Duration = Duration::days(364);
 

@@ -1299,8 +1299,10 @@ pub struct BusyRow {
     pub end: DateTime<Utc>,
 }
 
-/// Blocking instances of `calendar_ids` overlapping `[from, to)`. An instance does not block a
-/// personal calendar whose owner declined it as a guest.
+/// The merged busy intervals of each of `calendar_ids` within `[from, to)` (clipped), by
+/// calendar and start: blocking instances, merged in Postgres (`range_agg`), so only the
+/// merged intervals cross the wire. An instance does not block a personal calendar whose owner
+/// declined it as a guest.
 pub async fn busy_of_calendars<'e>(
     db: impl PgExecutor<'e>,
     calendar_ids: &[Uuid],
@@ -1309,14 +1311,17 @@ pub async fn busy_of_calendars<'e>(
 ) -> sqlx::Result<Vec<BusyRow>> {
     sqlx::query_as!(
         BusyRow,
-        r#"select i.calendar_id, lower(i.during) as "start!", upper(i.during) as "end!"
-           from schedule_instances i
-           join calendars c on c.id = i.calendar_id
-           where i.calendar_id = any($1) and i.during && tstzrange($2, $3) and i.blocks
-             and not exists (select 1 from schedule_guests g
-                             where g.schedule_id = i.schedule_id and c.workspace_id is null
-                               and g.user_id = c.owner_id and g.rsvp = 'declined')
-           order by lower(i.during)"#,
+        r#"select a.calendar_id as "calendar_id!", lower(r) as "start!", upper(r) as "end!"
+           from (select i.calendar_id, range_agg(i.during) * tstzmultirange(tstzrange($2, $3)) as busy
+                 from schedule_instances i
+                 join calendars c on c.id = i.calendar_id
+                 where i.calendar_id = any($1) and i.during && tstzrange($2, $3) and i.blocks
+                   and not exists (select 1 from schedule_guests g
+                                   where g.schedule_id = i.schedule_id and c.workspace_id is null
+                                     and g.user_id = c.owner_id and g.rsvp = 'declined')
+                 group by i.calendar_id) a
+           cross join lateral unnest(a.busy) as r
+           order by 1, 2"#,
         calendar_ids,
         from,
         to,
@@ -1325,30 +1330,38 @@ pub async fn busy_of_calendars<'e>(
     .await
 }
 
-/// A user's busy time: blocking instances of their personal calendars and of schedules they
-/// are a guest of, except those they declined.
+/// A user's merged busy intervals within `[from, to)`: blocking instances of their personal
+/// calendars and of schedules they are a guest of, except those they declined.
 pub async fn busy_of_user<'e>(
     db: impl PgExecutor<'e>,
     user_id: Uuid,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> sqlx::Result<Vec<BusyRow>> {
+) -> sqlx::Result<Vec<BusyPeriod>> {
     sqlx::query_as!(
-        BusyRow,
-        r#"select i.calendar_id, lower(i.during) as "start!", upper(i.during) as "end!"
-           from schedule_instances i
-           where i.during && tstzrange($2, $3) and i.blocks
-             and (i.calendar_id in (select id from calendars where owner_id = $1 and workspace_id is null)
-                  or exists (select 1 from schedule_guests g where g.schedule_id = i.schedule_id and g.user_id = $1))
-             and not exists (select 1 from schedule_guests g
-                             where g.schedule_id = i.schedule_id and g.user_id = $1 and g.rsvp = 'declined')
-           order by lower(i.during)"#,
+        BusyPeriod,
+        r#"select lower(r) as "start!", upper(r) as "end!"
+           from (select range_agg(i.during) * tstzmultirange(tstzrange($2, $3)) as busy
+                 from schedule_instances i
+                 where i.during && tstzrange($2, $3) and i.blocks
+                   and (i.calendar_id in (select id from calendars where owner_id = $1 and workspace_id is null)
+                        or exists (select 1 from schedule_guests g where g.schedule_id = i.schedule_id and g.user_id = $1))
+                   and not exists (select 1 from schedule_guests g
+                                   where g.schedule_id = i.schedule_id and g.user_id = $1 and g.rsvp = 'declined')) a
+           cross join lateral unnest(a.busy) as r
+           order by 1"#,
         user_id,
         from,
         to,
     )
     .fetch_all(db)
     .await
+}
+
+#[derive(Debug, Clone)]
+pub struct BusyPeriod {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
 }
 
 /// Schedules calendar ids that a user's busy time reads (for lazily materializing them).
