@@ -1314,11 +1314,13 @@ pub async fn busy_of_calendars<'e>(
         r#"select a.calendar_id as "calendar_id!", lower(r) as "start!", upper(r) as "end!"
            from (select i.calendar_id, range_agg(i.during) * tstzmultirange(tstzrange($2, $3)) as busy
                  from schedule_instances i
-                 join calendars c on c.id = i.calendar_id
                  where i.calendar_id = any($1) and i.during && tstzrange($2, $3) and i.blocks
-                   and not exists (select 1 from schedule_guests g
-                                   where g.schedule_id = i.schedule_id and c.workspace_id is null
-                                     and g.user_id = c.owner_id and g.rsvp = 'declined')
+                   -- One hashed set of (calendar, schedule) pairs the owner declined, not a
+                   -- probe per instance.
+                   and (i.calendar_id, i.schedule_id) not in (
+                       select c.id, g.schedule_id from calendars c
+                       join schedule_guests g on g.user_id = c.owner_id and g.rsvp = 'declined'
+                       where c.id = any($1) and c.workspace_id is null)
                  group by i.calendar_id) a
            cross join lateral unnest(a.busy) as r
            order by 1, 2"#,
