@@ -9,6 +9,8 @@
 //! * [`ical`]: iCalendar (RFC 5545) import of `.ics` files, with a report of what was skipped,
 //!   and export of a calendar as an `.ics` feed.
 //! * [`freebusy`]: merged busy intervals per calendar (Google freeBusy shape) and conflicts.
+//! * [`schedule`]: a stored schedule's timing and recurrence: windows of instances to
+//!   materialize, occurrence lookup, and "this and following" splits.
 //! * [`event`]: the vocabulary `ical` and `freebusy` share (status, transparency, RSVP, role).
 //! * [`error`]: the crate's error type.
 
@@ -17,6 +19,7 @@ pub mod event;
 pub mod freebusy;
 pub mod ical;
 pub mod recurrence;
+pub mod schedule;
 pub mod timezone;
 
 pub use error::{CalendarError, RecurrenceProperty};

@@ -1,4 +1,4 @@
-//! Access control in one place: what a user may do on a canvas or a workspace.
+//! Access control in one place: what a user may do on a canvas, a workspace or a calendar.
 //!
 //! [`canvas_access`] and [`workspace_access`] each answer with one query; every handler, the
 //! WebSocket upgrade and the AI readers go through them. A resource the caller cannot see is
@@ -231,4 +231,149 @@ pub async fn require_workspace<'e>(
         });
     }
     Ok(role)
+}
+
+/// Roles on a calendar, in increasing order. `free_busy` sees only busy times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CalendarRole {
+    FreeBusy,
+    Viewer,
+    Editor,
+    Owner,
+}
+
+impl CalendarRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FreeBusy => "free_busy",
+            Self::Viewer => "viewer",
+            Self::Editor => "editor",
+            Self::Owner => "owner",
+        }
+    }
+
+    pub fn parse(role: &str) -> Option<Self> {
+        match role {
+            "free_busy" => Some(Self::FreeBusy),
+            "viewer" => Some(Self::Viewer),
+            "editor" => Some(Self::Editor),
+            "owner" => Some(Self::Owner),
+            _ => None,
+        }
+    }
+
+    /// What a workspace role grants on the workspace's calendars.
+    pub fn from_workspace(role: WorkspaceRole) -> Self {
+        match role {
+            WorkspaceRole::Owner | WorkspaceRole::Admin => Self::Owner,
+            WorkspaceRole::Member => Self::Editor,
+            WorkspaceRole::Viewer => Self::Viewer,
+        }
+    }
+}
+
+/// A user's role on one calendar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarAccess {
+    pub calendar_id: Uuid,
+    pub workspace_id: Option<Uuid>,
+    pub owner_id: Uuid,
+    /// `None`: the user has no role on the calendar.
+    pub role: Option<CalendarRole>,
+}
+
+/// The role of `user_id` on `calendar_id`; `None` when the calendar does not exist.
+///
+/// | source | role |
+/// |---|---|
+/// | owner of a personal calendar; creator of a workspace calendar while in the workspace; workspace owner or admin | owner |
+/// | workspace member | editor |
+/// | workspace viewer | viewer |
+/// | a subscription | its role (`owner`, `editor`, `viewer`, `free_busy`) |
+///
+/// The highest applies.
+pub async fn calendar_access<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    calendar_id: Uuid,
+) -> sqlx::Result<Option<CalendarAccess>> {
+    let row = sqlx::query!(
+        r#"select c.workspace_id, c.owner_id, wm.role as "workspace_role?", cs.role as "subscription_role?"
+           from calendars c
+           left join workspace_members wm on wm.workspace_id = c.workspace_id and wm.user_id = $2
+           left join calendar_subscriptions cs on cs.calendar_id = c.id and cs.user_id = $2
+           where c.id = $1"#,
+        calendar_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| CalendarAccess {
+        calendar_id,
+        workspace_id: row.workspace_id,
+        owner_id: row.owner_id,
+        role: combine_calendar_role(
+            user_id,
+            row.owner_id,
+            row.workspace_id,
+            row.workspace_role.as_deref(),
+            row.subscription_role.as_deref(),
+        ),
+    }))
+}
+
+/// The role the rules of [`calendar_access`] give, from the calendar's owner and workspace and
+/// the user's workspace role and subscription role (as stored).
+pub fn combine_calendar_role(
+    user_id: Uuid,
+    owner_id: Uuid,
+    workspace_id: Option<Uuid>,
+    workspace_role: Option<&str>,
+    subscription_role: Option<&str>,
+) -> Option<CalendarRole> {
+    let workspace_role = workspace_role.and_then(WorkspaceRole::parse);
+    let mut role = subscription_role.and_then(CalendarRole::parse);
+    if let Some(workspace_role) = workspace_role {
+        role = role.max(Some(CalendarRole::from_workspace(workspace_role)));
+    }
+    // Creating a workspace calendar counts only while still in the workspace.
+    if owner_id == user_id && (workspace_id.is_none() || workspace_role.is_some()) {
+        role = Some(CalendarRole::Owner);
+    }
+    role
+}
+
+/// The calendar if the user's role is at least `needed`: 404 when the user has no role on it
+/// (or it does not exist), 403 when the role is lower.
+pub async fn require_calendar<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    calendar_id: Uuid,
+    needed: CalendarRole,
+) -> Result<CalendarAccess, ApiError> {
+    let found = calendar_access(db, user_id, calendar_id)
+        .await?
+        .filter(|a| a.role.is_some())
+        .ok_or(ApiError::NotFound { what: "calendar" })?;
+    check_calendar_role(found.role, needed)?;
+    Ok(found)
+}
+
+/// 403 unless `role` is at least `needed`.
+pub fn check_calendar_role(
+    role: Option<CalendarRole>,
+    needed: CalendarRole,
+) -> Result<(), ApiError> {
+    if role >= Some(needed) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden {
+        code: "insufficient_role",
+        detail: format!(
+            "this needs the {} role on the calendar; you have {}",
+            needed.as_str(),
+            role.map_or("none", CalendarRole::as_str)
+        ),
+    })
 }

@@ -25,7 +25,9 @@ use crate::email::{EmailError, OutboxSender};
 use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
-use crate::{auth, blocks, canvas_sync, canvases, db, invitations, metrics, ops, users, workspaces};
+use crate::{
+    auth, blocks, calendars, canvas_sync, canvases, db, invitations, metrics, ops, users, workspaces,
+};
 
 /// How long background tasks get to finish their current step once the server has stopped.
 const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -118,6 +120,56 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(blocks::routes::move_block))
         .routes(routes!(blocks::routes::reorder_blocks))
         .routes(routes!(blocks::routes::get_snapshot))
+        .routes(routes!(
+            calendars::routes::create_calendar,
+            calendars::routes::list_calendars
+        ))
+        .routes(routes!(
+            calendars::routes::get_calendar,
+            calendars::routes::patch_calendar,
+            calendars::routes::delete_calendar
+        ))
+        .routes(routes!(
+            calendars::routes::create_subscription,
+            calendars::routes::list_subscriptions
+        ))
+        .routes(routes!(
+            calendars::routes::change_subscription,
+            calendars::routes::remove_subscription
+        ))
+        .routes(routes!(
+            calendars::routes::rotate_feed_token,
+            calendars::routes::revoke_feed_token
+        ))
+        .routes(routes!(calendars::ical::calendar_feed))
+        .routes(routes!(calendars::ical::import_calendar))
+        .routes(routes!(
+            calendars::schedules::create_schedule,
+            calendars::schedules::list_schedules
+        ))
+        .routes(routes!(
+            calendars::schedules::get_schedule,
+            calendars::schedules::patch_schedule,
+            calendars::schedules::delete_schedule
+        ))
+        .routes(routes!(
+            calendars::schedules::put_exception,
+            calendars::schedules::list_exceptions
+        ))
+        .routes(routes!(calendars::schedules::delete_exception))
+        .routes(routes!(calendars::schedules::split_schedule))
+        .routes(routes!(
+            calendars::schedules::invite_guest,
+            calendars::schedules::list_guests
+        ))
+        .routes(routes!(calendars::schedules::remove_guest))
+        .routes(routes!(calendars::schedules::rsvp))
+        .routes(routes!(
+            calendars::schedules::set_reminders,
+            calendars::schedules::clear_reminders
+        ))
+        .routes(routes!(calendars::query::view_instances))
+        .routes(routes!(calendars::query::free_busy))
         .split_for_parts()
 }
 
@@ -272,6 +324,10 @@ fn spawn_background_tasks(
             }
         }
     })];
+    tasks.push(tokio::spawn(calendars::materialize::run_horizon_job(
+        state.db.clone(),
+        stop.clone(),
+    )));
     match &state.settings.smtp {
         Some(smtp) => {
             let sender = OutboxSender::new(

@@ -54,6 +54,13 @@ pub struct Problem {
 pub enum ApiError {
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
+    /// A 400 that names the offending fields (malformed recurrence, unknown time zone, …).
+    #[error("{detail}")]
+    InvalidInput {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{detail}")]
     Validation {
         detail: String,
@@ -131,7 +138,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::InvalidInput { .. } => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -148,6 +155,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. }
+            | Self::InvalidInput { code, .. }
             | Self::Unauthorized { code, .. }
             | Self::Forbidden { code, .. }
             | Self::Conflict { code, .. }
@@ -175,7 +183,7 @@ impl ApiError {
             other => other.to_string(),
         };
         let (errors, current) = match self {
-            Self::Validation { errors, .. } => (errors, None),
+            Self::Validation { errors, .. } | Self::InvalidInput { errors, .. } => (errors, None),
             Self::VersionConflict { current, .. } => (Vec::new(), Some(current)),
             _ => (Vec::new(), None),
         };

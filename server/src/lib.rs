@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod blocks;
+pub mod calendars;
 pub mod canvas_sync;
 pub mod canvases;
 pub mod config;

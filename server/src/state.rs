@@ -7,6 +7,7 @@ use sqlx::PgPool;
 
 use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers};
 use crate::canvas_sync::CanvasAccessPolicy;
+use crate::calendars::cache::FreeBusyCache;
 use crate::config::Settings;
 use crate::email::EmailOutbox;
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub outbox: EmailOutbox,
     /// The canvases' live documents on this node.
     pub rooms: Rooms,
+    /// Calendars' free/busy in Redis (a no-op without Redis).
+    pub calendar_cache: FreeBusyCache,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
         );
         Ok(Self {
             db,
+            calendar_cache: FreeBusyCache::new(redis.clone()),
             redis,
             rooms,
             jwt: Arc::new(JwtKeys::new(&settings.auth)),

@@ -60,6 +60,8 @@ pub struct WorkspaceDeleted {
     pub id: Uuid,
     /// The workspace's canvases, deleted with it.
     pub canvases_deleted: i64,
+    /// The workspace's calendars (with their schedules), deleted with it.
+    pub calendars_deleted: i64,
 }
 
 fn workspace_json(w: &Workspace) -> serde_json::Value {
@@ -194,7 +196,8 @@ pub async fn patch_workspace(
     Ok(ApiJson(after))
 }
 
-/// Deletes the workspace with its canvases, members, invitations and links (owner only).
+/// Deletes the workspace with its canvases, calendars, members, invitations and links (owner
+/// only).
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)),
     responses((status = 200, body = WorkspaceDeleted), (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -209,20 +212,24 @@ pub async fn delete_workspace(
     db::lock(&mut *tx, workspace_id).await?;
     require_workspace(&mut *tx, caller.id, workspace_id, WorkspaceRole::Owner).await?;
     let before = db::find_for(&mut *tx, workspace_id, caller.id).await?;
+    let calendars = crate::calendars::db::workspace_calendar_ids(&mut *tx, workspace_id).await?;
     let canvases_deleted = db::delete(&mut tx, workspace_id).await?;
+    let calendars_deleted = i64::try_from(calendars.len()).unwrap_or(i64::MAX);
     audit::record(
         &mut *tx,
         AuditEntry::new("workspace.delete", "workspace", workspace_id)
             .actor(caller.id)
             .before(before.as_ref().map(workspace_json).unwrap_or_default())
-            .after(serde_json::json!({ "canvases_deleted": canvases_deleted }))
+            .after(serde_json::json!({ "canvases_deleted": canvases_deleted, "calendars_deleted": calendars_deleted }))
             .request(request_id.as_deref()),
     )
     .await?;
     tx.commit().await?;
+    state.calendar_cache.invalidate(&calendars).await;
     Ok(ApiJson(WorkspaceDeleted {
         id: workspace_id,
         canvases_deleted,
+        calendars_deleted,
     }))
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Each cell runs against a fresh scenario (inserted with SQL for speed): a workspace with an
 //! owner, an admin, a member and a viewer; a canvas in it with a direct editor and a direct
-//! viewer; an outsider; and an anonymous caller. The matrix must name every route the router
+//! viewer; an outsider; and an anonymous caller. The workspace also has a calendar (created by
+//! the owner) with a weekly schedule, one exception, an email guest and an ICS feed; the canvas
+//! editor holds an `editor` subscription on it and the canvas viewer a `free_busy` one. The matrix must name every route the router
 //! serves, so a new route without a row fails this test.
 
 use std::collections::BTreeSet;
@@ -39,6 +41,11 @@ struct Scenario {
     member_target: Uuid,
     /// The direct canvas member whom canvas member routes act on.
     canvas_member_target: Uuid,
+    calendar: Uuid,
+    schedule: Uuid,
+    /// A guest of `schedule` invited by email.
+    email_guest: Uuid,
+    feed_token: String,
 }
 
 fn token_for(user: Uuid) -> String {
@@ -134,8 +141,81 @@ async fn scenario(db: &PgPool) -> Scenario {
     .execute(&mut *tx)
     .await
     .unwrap();
+    let calendar = Uuid::now_v7();
+    let feed_token = format!("cal_{}", Uuid::new_v4().simple());
+    sqlx::query(
+        "insert into calendars (id, workspace_id, owner_id, name, feed_token_hash) values ($1, $2, $3, 'Team', $4)",
+    )
+    .bind(calendar)
+    .bind(workspace)
+    .bind(users[0].0)
+    .bind(sha256(&feed_token))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    for (i, role) in [(4, "editor"), (5, "free_busy")] {
+        sqlx::query(
+            "insert into calendar_subscriptions (calendar_id, user_id, role) values ($1, $2, $3)",
+        )
+        .bind(calendar)
+        .bind(users[i].0)
+        .bind(role)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    let schedule = Uuid::now_v7();
+    sqlx::query(
+        "insert into schedules (id, calendar_id, uid, title, all_day, start_at, end_at, time_zone, rrule,
+                                organizer_id, materialized_from, materialized_until)
+         values ($1, $2, $3, 'Weekly', false, '2026-01-05T09:00:00Z', '2026-01-05T10:00:00Z', 'UTC',
+                 '{FREQ=WEEKLY}', $4, '2026-01-05T09:00:00Z', '2026-01-06T00:00:00Z')",
+    )
+    .bind(schedule)
+    .bind(calendar)
+    .bind(format!("{schedule}@potentia"))
+    .bind(users[0].0)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into schedule_exceptions (id, schedule_id, original_start, cancelled) values ($1, $2, '2026-01-19T09:00:00', true)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(schedule)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let email_guest = Uuid::now_v7();
+    for (id, user, email, organizer, rsvp) in [
+        (Uuid::now_v7(), Some(users[0].0), None, true, "accepted"),
+        (
+            email_guest,
+            None,
+            Some("guest@example.org"),
+            false,
+            "needs_action",
+        ),
+    ] {
+        sqlx::query(
+            "insert into schedule_guests (id, schedule_id, user_id, email, organizer, rsvp) values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(schedule)
+        .bind(user)
+        .bind(email)
+        .bind(organizer)
+        .bind(rsvp)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
     tx.commit().await.unwrap();
     Scenario {
+        calendar,
+        schedule,
+        email_guest,
+        feed_token,
         member_target: users[2].0,
         canvas_member_target: users[5].0,
         users,
@@ -162,6 +242,16 @@ struct Row {
 
 fn no_body(_: &Scenario) -> Option<Value> {
     None
+}
+
+/// An `.ics` file; a string body is sent as `text/calendar`.
+fn ics_body(_: &Scenario) -> Option<Value> {
+    Some(Value::String(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Matrix//EN\r\nBEGIN:VEVENT\r\nUID:matrix-1\r\n\
+         DTSTAMP:20260101T000000Z\r\nDTSTART:20260110T100000Z\r\nDTEND:20260110T110000Z\r\n\
+         SUMMARY:Imported\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+            .to_owned(),
+    ))
 }
 
 fn rows() -> Vec<Row> {
@@ -613,6 +703,242 @@ fn rows() -> Vec<Row> {
             no_body,
             [200, 200, 403, 403, 403, 403, 404, 401]
         ),
+        // Calendars: the owner created it (owner), workspace admin → owner, member → editor,
+        // viewer → viewer; the canvas editor subscribes as editor, the canvas viewer as
+        // free_busy; the outsider has nothing.
+        row!(
+            M::POST,
+            "/api/v1/calendars",
+            |_| "/api/v1/calendars".into(),
+            |s| Some(json!({ "name": "New", "workspace_id": s.workspace })),
+            [201, 201, 201, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/calendars",
+            |_| "/api/v1/calendars".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/calendars/{calendar_id}",
+            |s| format!("/api/v1/calendars/{}", s.calendar),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/calendars/{calendar_id}",
+            |s| format!("/api/v1/calendars/{}", s.calendar),
+            |_| Some(json!({ "color": "#112233" })),
+            [200, 200, 403, 403, 403, 403, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/calendars/{calendar_id}",
+            |s| format!("/api/v1/calendars/{}", s.calendar),
+            no_body,
+            [204, 204, 403, 403, 403, 403, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/calendars/{calendar_id}/subscriptions",
+            |s| format!("/api/v1/calendars/{}/subscriptions", s.calendar),
+            |s| Some(json!({ "user_id": s.users[6].0, "role": "viewer" })),
+            [201, 201, 403, 403, 403, 403, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/calendars/{calendar_id}/subscriptions",
+            |s| format!("/api/v1/calendars/{}/subscriptions", s.calendar),
+            no_body,
+            [200, 200, 200, 200, 200, 403, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/calendars/{calendar_id}/subscriptions/{user_id}",
+            |s| format!(
+                "/api/v1/calendars/{}/subscriptions/{}",
+                s.calendar, s.users[5].0
+            ),
+            |_| Some(json!({ "role": "viewer" })),
+            [200, 200, 403, 403, 403, 403, 404, 401]
+        ),
+        // The target is the free_busy subscriber, who may remove themselves.
+        row!(
+            M::DELETE,
+            "/api/v1/calendars/{calendar_id}/subscriptions/{user_id}",
+            |s| format!(
+                "/api/v1/calendars/{}/subscriptions/{}",
+                s.calendar, s.users[5].0
+            ),
+            no_body,
+            [204, 204, 403, 403, 403, 204, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/calendars/{calendar_id}/feed-token",
+            |s| format!("/api/v1/calendars/{}/feed-token", s.calendar),
+            no_body,
+            [201, 201, 403, 403, 403, 403, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/calendars/{calendar_id}/feed-token",
+            |s| format!("/api/v1/calendars/{}/feed-token", s.calendar),
+            no_body,
+            [204, 204, 403, 403, 403, 403, 404, 401]
+        ),
+        // The secret in the URL is the credential: everyone holding it reads the feed.
+        row!(
+            M::GET,
+            "/api/v1/calendar-feeds/{token}",
+            |s| format!("/api/v1/calendar-feeds/{}.ics", s.feed_token),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 200]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/calendars/{calendar_id}/import",
+            |s| format!("/api/v1/calendars/{}/import", s.calendar),
+            ics_body,
+            [200, 200, 200, 403, 200, 403, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/calendars/{calendar_id}/schedules",
+            |s| format!("/api/v1/calendars/{}/schedules", s.calendar),
+            |_| Some(
+                json!({ "title": "Lunch", "start": "2026-02-02T12:00:00Z", "end": "2026-02-02T13:00:00Z" })
+            ),
+            [201, 201, 201, 403, 201, 403, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/calendars/{calendar_id}/schedules",
+            |s| format!("/api/v1/calendars/{}/schedules", s.calendar),
+            no_body,
+            [200, 200, 200, 200, 200, 403, 404, 401]
+        ),
+        // Schedules: a free_busy subscriber cannot see them (404).
+        row!(
+            M::GET,
+            "/api/v1/schedules/{schedule_id}",
+            |s| format!("/api/v1/schedules/{}", s.schedule),
+            no_body,
+            [200, 200, 200, 200, 200, 404, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/schedules/{schedule_id}",
+            |s| format!("/api/v1/schedules/{}", s.schedule),
+            |_| Some(json!({ "title": "Renamed" })),
+            [200, 200, 200, 403, 200, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/schedules/{schedule_id}",
+            |s| format!("/api/v1/schedules/{}", s.schedule),
+            no_body,
+            [204, 204, 204, 403, 204, 404, 404, 401]
+        ),
+        row!(
+            M::PUT,
+            "/api/v1/schedules/{schedule_id}/exceptions",
+            |s| format!("/api/v1/schedules/{}/exceptions", s.schedule),
+            |_| Some(json!({ "original_start": "2026-01-12T09:00:00", "title": "Moved" })),
+            [200, 200, 200, 403, 200, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/schedules/{schedule_id}/exceptions",
+            |s| format!("/api/v1/schedules/{}/exceptions", s.schedule),
+            no_body,
+            [200, 200, 200, 200, 200, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/schedules/{schedule_id}/exceptions/{original_start}",
+            |s| format!(
+                "/api/v1/schedules/{}/exceptions/2026-01-19T09:00:00",
+                s.schedule
+            ),
+            no_body,
+            [204, 204, 204, 403, 204, 404, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/schedules/{schedule_id}/split",
+            |s| format!("/api/v1/schedules/{}/split", s.schedule),
+            |_| Some(
+                json!({ "original_start": "2026-02-02T09:00:00", "changes": { "title": "Later" } })
+            ),
+            [201, 201, 201, 403, 201, 404, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/schedules/{schedule_id}/guests",
+            |s| format!("/api/v1/schedules/{}/guests", s.schedule),
+            |_| Some(
+                json!({ "email": format!("invitee-{}@example.org", Uuid::new_v4().simple()) })
+            ),
+            [201, 201, 201, 403, 201, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/schedules/{schedule_id}/guests",
+            |s| format!("/api/v1/schedules/{}/guests", s.schedule),
+            no_body,
+            [200, 200, 200, 200, 200, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/schedules/{schedule_id}/guests/{guest_id}",
+            |s| format!("/api/v1/schedules/{}/guests/{}", s.schedule, s.email_guest),
+            no_body,
+            [204, 204, 204, 403, 204, 404, 404, 401]
+        ),
+        // Only a guest answers; the owner is the organizer guest.
+        row!(
+            M::POST,
+            "/api/v1/schedules/{schedule_id}/rsvp",
+            |s| format!("/api/v1/schedules/{}/rsvp", s.schedule),
+            |_| Some(json!({ "response": "tentative" })),
+            [200, 403, 403, 403, 403, 404, 404, 401]
+        ),
+        row!(
+            M::PUT,
+            "/api/v1/schedules/{schedule_id}/reminders",
+            |s| format!("/api/v1/schedules/{}/reminders", s.schedule),
+            |_| Some(json!({ "minutes": [5] })),
+            [200, 200, 200, 200, 200, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/schedules/{schedule_id}/reminders",
+            |s| format!("/api/v1/schedules/{}/reminders", s.schedule),
+            no_body,
+            [200, 200, 200, 200, 200, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/instances",
+            |_| "/api/v1/instances?time_min=2026-01-01T00:00:00Z&time_max=2026-03-01T00:00:00Z"
+                .into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/freebusy",
+            |_| "/api/v1/freebusy".into(),
+            |s| Some(
+                json!({ "time_min": "2026-01-01T00:00:00Z", "time_max": "2026-03-01T00:00:00Z",
+                             "calendar_ids": [s.calendar], "user_ids": [s.users[0].0] })
+            ),
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
     ]
 }
 
@@ -665,8 +991,12 @@ async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
             if i < 7 {
                 request = request.bearer_auth(token_for(scenario.users[i].0));
             }
-            if let Some(body) = (row.body)(&scenario) {
-                request = request.json(&body);
+            match (row.body)(&scenario) {
+                Some(Value::String(text)) => {
+                    request = request.header("content-type", "text/calendar").body(text);
+                }
+                Some(body) => request = request.json(&body),
+                None => {}
             }
             let status = request.send().await.unwrap().status().as_u16();
             cells += 1;

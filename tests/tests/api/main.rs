@@ -2,6 +2,7 @@
 
 mod auth;
 mod authz_matrix;
+mod calendars;
 mod canvases;
 mod email;
 mod errors;

@@ -1,0 +1,391 @@
+//! Reading time: the instances view across calendars, and free/busy.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::State;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use potentia_calendar::freebusy::{merge_periods, TimePeriod};
+use potentia_calendar::schedule::original_start_text;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::cache::Lookup;
+use super::db::{self, ViewRow};
+use super::materialize;
+use crate::access::{calendar_access, combine_calendar_role, CalendarRole};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+/// The longest span a view or a free/busy query may cover.
+pub const MAX_RANGE_DAYS: i64 = 400;
+/// Instances per page of the view: 1–2000, default 500.
+pub const DEFAULT_VIEW_LIMIT: u32 = 500;
+pub const MAX_VIEW_LIMIT: u32 = 2_000;
+/// Calendars plus users in one free/busy query.
+pub const MAX_FREEBUSY_ITEMS: usize = 50;
+/// Calendars one view reads at most.
+const MAX_VIEW_CALENDARS: i64 = 500;
+
+fn range_field(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), ApiError> {
+    if to <= from {
+        return Err(ApiError::invalid_field(
+            "time_max",
+            "must be after time_min",
+        ));
+    }
+    if to - from > Duration::days(MAX_RANGE_DAYS) {
+        return Err(ApiError::invalid_field(
+            "time_max",
+            format!("the range may span at most {MAX_RANGE_DAYS} days"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ViewParams {
+    /// Start of the range (RFC 3339).
+    pub time_min: DateTime<Utc>,
+    /// End of the range, exclusive; at most 400 days after `time_min`.
+    pub time_max: DateTime<Utc>,
+    /// Comma-separated calendar ids; default every calendar the caller can read.
+    pub calendar_ids: Option<String>,
+    /// Instances per page, 1–2000 (default 500).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// One occurrence in a view.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Instance {
+    pub schedule_id: Uuid,
+    pub calendar_id: Uuid,
+    /// The occurrence's key: local original start, or a date for all-day schedules.
+    pub original_start: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub all_day: bool,
+    /// An exception changed this occurrence.
+    pub is_exception: bool,
+    pub recurring: bool,
+    pub title: String,
+    pub location: Option<String>,
+    pub status: String,
+    pub transparency: String,
+}
+
+impl From<ViewRow> for Instance {
+    fn from(row: ViewRow) -> Self {
+        Self {
+            schedule_id: row.schedule_id,
+            calendar_id: row.calendar_id,
+            original_start: original_start_text(row.original_start, row.all_day),
+            start: row.start,
+            end: row.end,
+            all_day: row.all_day,
+            is_exception: row.is_exception,
+            recurring: row.recurring,
+            title: row.title,
+            location: row.location,
+            status: row.status,
+            transparency: row.transparency,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstancePage {
+    /// Occurrences overlapping the range, by start.
+    pub items: Vec<Instance>,
+    pub next_cursor: Option<String>,
+    /// Schedules with more occurrences in the range than one expansion step holds (a
+    /// sub-daily rule, say): their list is complete only up to a point; ask again later.
+    pub incomplete_schedules: Vec<Uuid>,
+}
+
+fn encode_cursor(row: &ViewRow) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}|{}",
+        row.start.timestamp_micros(),
+        row.schedule_id,
+        row.original_start.and_utc().timestamp_micros()
+    ))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid, NaiveDateTime), ApiError> {
+    let invalid = || ApiError::invalid_field("cursor", "is not a cursor this API returned");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let mut parts = text.split('|');
+    let (Some(start), Some(schedule), Some(original), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let start = DateTime::from_timestamp_micros(start.parse().map_err(|_| invalid())?)
+        .ok_or_else(invalid)?;
+    let original = DateTime::from_timestamp_micros(original.parse().map_err(|_| invalid())?)
+        .ok_or_else(invalid)?
+        .naive_utc();
+    Ok((start, schedule.parse().map_err(|_| invalid())?, original))
+}
+
+/// Calendars the caller reads with at least `needed`, with their zones.
+async fn readable(
+    state: &AppState,
+    caller: Uuid,
+    needed: CalendarRole,
+) -> Result<HashMap<Uuid, Tz>, ApiError> {
+    let rows = db::readable_calendar_rows(&state.db, caller, MAX_VIEW_CALENDARS).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let role = combine_calendar_role(
+                caller,
+                row.owner_id,
+                row.workspace_id,
+                row.workspace_role.as_deref(),
+                row.subscription_role.as_deref(),
+            );
+            (role >= Some(needed)).then(|| (row.id, materialize::zone_of(&row.time_zone)))
+        })
+        .collect())
+}
+
+/// Occurrences in a range across calendars the caller can read (viewer or more), in one call.
+/// Instances past the materialized span are materialized first.
+#[utoipa::path(get, path = "/api/v1/instances", tag = "schedules", security(("bearer" = [])),
+    params(ViewParams),
+    responses((status = 200, body = InstancePage), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn view_instances(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiQuery(params): ApiQuery<ViewParams>,
+) -> ApiResult<ApiJson<InstancePage>> {
+    range_field(params.time_min, params.time_max)?;
+    let limit = params.limit.unwrap_or(DEFAULT_VIEW_LIMIT);
+    if !(1..=MAX_VIEW_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be between 1 and {MAX_VIEW_LIMIT}"),
+        ));
+    }
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut calendars = readable(&state, caller.id, CalendarRole::Viewer).await?;
+    if let Some(ids) = &params.calendar_ids {
+        let mut chosen = HashMap::new();
+        for id in ids.split(',').filter(|s| !s.trim().is_empty()) {
+            let id: Uuid = id.trim().parse().map_err(|_| {
+                ApiError::invalid_field("calendar_ids", format!("`{id}` is not a calendar id"))
+            })?;
+            let zone = calendars
+                .get(&id)
+                .copied()
+                .ok_or(ApiError::NotFound { what: "calendar" })?;
+            chosen.insert(id, zone);
+        }
+        calendars = chosen;
+    }
+    let ids: Vec<Uuid> = calendars.keys().copied().collect();
+    let incomplete = materialize::cover(
+        &state.db,
+        &ids,
+        &calendars,
+        params.time_min,
+        params.time_max,
+    )
+    .await?;
+    let mut rows = db::view(
+        &state.db,
+        &ids,
+        params.time_min,
+        params.time_max,
+        after,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(ApiJson(InstancePage {
+        items: rows.into_iter().map(Instance::from).collect(),
+        next_cursor,
+        incomplete_schedules: incomplete,
+    }))
+}
+
+/// A free/busy query, as Google's `freeBusy.query` in snake_case.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreeBusyQuery {
+    pub time_min: DateTime<Utc>,
+    /// Exclusive; at most 400 days after `time_min`.
+    pub time_max: DateTime<Utc>,
+    /// Calendars to ask about (free/busy role or more).
+    #[serde(default)]
+    pub calendar_ids: Vec<Uuid>,
+    /// People to ask about: yourself or someone sharing a workspace with you. Their busy time
+    /// is their personal calendars plus the schedules they are a guest of.
+    #[serde(default)]
+    pub user_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FreeBusyError {
+    /// `not_found`: no such calendar or person, or not visible to the caller.
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct BusyTimes {
+    /// Merged busy intervals, sorted, clipped to the range.
+    #[schema(value_type = Vec<Object>)]
+    pub busy: Vec<TimePeriod>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FreeBusyError>,
+}
+
+impl BusyTimes {
+    fn not_found() -> Self {
+        Self {
+            busy: Vec::new(),
+            errors: vec![FreeBusyError {
+                reason: "not_found".into(),
+            }],
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FreeBusyAnswer {
+    pub time_min: DateTime<Utc>,
+    pub time_max: DateTime<Utc>,
+    /// By calendar id.
+    pub calendars: BTreeMap<String, BusyTimes>,
+    /// By user id.
+    pub users: BTreeMap<String, BusyTimes>,
+}
+
+/// A calendar's merged busy intervals over `window`: from the cache when it has them,
+/// otherwise from Postgres (filling the cache on the way).
+pub async fn calendar_busy(
+    state: &AppState,
+    calendar_id: Uuid,
+    zone: Tz,
+    window: &TimePeriod,
+) -> Result<Vec<TimePeriod>, ApiError> {
+    let zones = HashMap::from([(calendar_id, zone)]);
+    match state.calendar_cache.lookup(calendar_id, window).await {
+        Some(Lookup::Hit(busy)) => Ok(merge_periods(busy, window)),
+        Some(Lookup::Miss {
+            generation,
+            window: fill,
+        }) => {
+            materialize::cover(&state.db, &[calendar_id], &zones, fill.start, fill.end).await?;
+            let rows =
+                db::busy_of_calendars(&state.db, &[calendar_id], fill.start, fill.end).await?;
+            let busy = merge_periods(
+                rows.into_iter().map(|r| TimePeriod::new(r.start, r.end)),
+                &fill,
+            );
+            state
+                .calendar_cache
+                .fill(calendar_id, generation, &fill, &busy)
+                .await;
+            Ok(merge_periods(busy, window))
+        }
+        Some(Lookup::Bypass) | None => {
+            materialize::cover(&state.db, &[calendar_id], &zones, window.start, window.end).await?;
+            let rows =
+                db::busy_of_calendars(&state.db, &[calendar_id], window.start, window.end).await?;
+            Ok(merge_periods(
+                rows.into_iter().map(|r| TimePeriod::new(r.start, r.end)),
+                window,
+            ))
+        }
+    }
+}
+
+/// Merged busy intervals of several calendars and people over a range. Declined and
+/// transparent occurrences never count; cancelled ones neither.
+#[utoipa::path(post, path = "/api/v1/freebusy", tag = "schedules", security(("bearer" = [])),
+    request_body = FreeBusyQuery,
+    responses((status = 200, body = FreeBusyAnswer), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn free_busy(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiJson(query): ApiJson<FreeBusyQuery>,
+) -> ApiResult<ApiJson<FreeBusyAnswer>> {
+    range_field(query.time_min, query.time_max)?;
+    if query.calendar_ids.len() + query.user_ids.len() > MAX_FREEBUSY_ITEMS {
+        return Err(ApiError::invalid_field(
+            "calendar_ids",
+            format!("at most {MAX_FREEBUSY_ITEMS} calendars and users together"),
+        ));
+    }
+    let window = TimePeriod::new(query.time_min, query.time_max);
+    let mut calendars = BTreeMap::new();
+    for calendar_id in &query.calendar_ids {
+        let access = calendar_access(&state.db, caller.id, *calendar_id).await?;
+        let answer = match access {
+            Some(access) if access.role >= Some(CalendarRole::FreeBusy) => {
+                let zone = db::find_calendar(&state.db, *calendar_id)
+                    .await?
+                    .map_or(Tz::UTC, |c| materialize::zone_of(&c.time_zone));
+                BusyTimes {
+                    busy: calendar_busy(&state, *calendar_id, zone, &window).await?,
+                    errors: Vec::new(),
+                }
+            }
+            _ => BusyTimes::not_found(),
+        };
+        calendars.insert(calendar_id.to_string(), answer);
+    }
+    let mut users = BTreeMap::new();
+    for user_id in &query.user_ids {
+        let visible =
+            *user_id == caller.id || db::share_a_workspace(&state.db, caller.id, *user_id).await?;
+        let answer = if visible && db::user_exists(&state.db, *user_id).await? {
+            let ids = db::calendars_of_user_busy(&state.db, *user_id).await?;
+            let zones: HashMap<Uuid, Tz> = {
+                let mut zones = HashMap::new();
+                for id in &ids {
+                    if let Some(calendar) = db::find_calendar(&state.db, *id).await? {
+                        zones.insert(*id, materialize::zone_of(&calendar.time_zone));
+                    }
+                }
+                zones
+            };
+            materialize::cover(&state.db, &ids, &zones, window.start, window.end).await?;
+            let rows = db::busy_of_user(&state.db, *user_id, window.start, window.end).await?;
+            BusyTimes {
+                busy: merge_periods(
+                    rows.into_iter().map(|r| TimePeriod::new(r.start, r.end)),
+                    &window,
+                ),
+                errors: Vec::new(),
+            }
+        } else {
+            BusyTimes::not_found()
+        };
+        users.insert(user_id.to_string(), answer);
+    }
+    Ok(ApiJson(FreeBusyAnswer {
+        time_min: query.time_min,
+        time_max: query.time_max,
+        calendars,
+        users,
+    }))
+}
