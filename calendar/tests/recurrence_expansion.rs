@@ -1,8 +1,6 @@
 //! Expansion behaviour: bounded work, the DST policy, floating and all-day series, and
 //! identity of occurrences by original start.
 
-use std::time::{Duration as StdDuration, Instant};
-
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use potentia_calendar::recurrence::{local_time_kind, MAX_COUNT};
 use potentia_calendar::timezone::{parse_zone, LocalTimeKind};
@@ -36,16 +34,22 @@ fn starts(occurrences: &[Occurrence]) -> Vec<String> {
         .collect()
 }
 
-/// Generous for a debug build on a busy two-core machine; real times are far below.
-const QUICK: StdDuration = StdDuration::from_secs(5);
+/// Expansion work is bounded by counts (occurrences produced, candidates examined), which the
+/// tests check; how long that work takes is the benchmark's business, not a test's.
+fn bounded(expansion: &potentia_calendar::recurrence::Expansion) {
+    assert!(
+        expansion.candidates_examined <= ExpansionLimits::default().max_candidates,
+        "examined {} candidates",
+        expansion.candidates_examined
+    );
+}
 
 #[test]
-fn secondly_rule_over_a_year_is_truncated_quickly() {
+fn secondly_rule_over_a_year_is_truncated_by_its_limits() {
     let recurrence = series("20240101T000000", Some("UTC"), &["FREQ=SECONDLY"]);
     let query = ExpansionQuery::between(utc("2024-01-01T00:00:00Z"), utc("2025-01-01T00:00:00Z"));
-    let started = Instant::now();
     let expansion = recurrence.expand(&query);
-    assert!(started.elapsed() < QUICK, "took {:?}", started.elapsed());
+    bounded(&expansion);
     assert_eq!(expansion.truncated, Some(Truncation::MaxOccurrences));
     assert_eq!(
         expansion.occurrences.len(),
@@ -53,9 +57,8 @@ fn secondly_rule_over_a_year_is_truncated_quickly() {
     );
 
     let unlimited_output = query.with_max_occurrences(usize::MAX);
-    let started = Instant::now();
     let expansion = recurrence.expand(&unlimited_output);
-    assert!(started.elapsed() < QUICK, "took {:?}", started.elapsed());
+    bounded(&expansion);
     assert_eq!(expansion.truncated, Some(Truncation::MaxCandidates));
     assert_eq!(
         expansion.candidates_examined,
@@ -65,7 +68,6 @@ fn secondly_rule_over_a_year_is_truncated_quickly() {
 
 #[test]
 fn impossible_february_30_rule_terminates_with_only_dtstart() {
-    let started = Instant::now();
     for rule in [
         "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
         "FREQ=MONTHLY;BYMONTH=2;BYMONTHDAY=30",
@@ -81,8 +83,8 @@ fn impossible_february_30_rule_terminates_with_only_dtstart() {
             "{rule}"
         );
         assert_eq!(expansion.truncated, None, "{rule}");
+        bounded(&expansion);
     }
-    assert!(started.elapsed() < QUICK, "took {:?}", started.elapsed());
 }
 
 #[test]
@@ -92,7 +94,6 @@ fn impossible_sub_daily_rule_is_bounded_by_the_window_or_reported() {
         Some("UTC"),
         &["FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30"],
     );
-    let started = Instant::now();
     let in_window = recurrence.expand(&ExpansionQuery::between(
         utc("2024-06-01T00:00:00Z"),
         utc("2034-06-01T00:00:00Z"),
@@ -107,7 +108,7 @@ fn impossible_sub_daily_rule_is_bounded_by_the_window_or_reported() {
     let open_ended = recurrence.expand(&ExpansionQuery::from_series_start());
     assert_eq!(starts(&open_ended.occurrences), ["2024-01-01T09:00Z"]);
     assert_eq!(open_ended.truncated, Some(Truncation::MaxCandidates));
-    assert!(started.elapsed() < QUICK, "took {:?}", started.elapsed());
+    bounded(&open_ended);
 }
 
 #[test]
@@ -469,13 +470,8 @@ fn extreme_windows_and_the_end_of_the_calendar_do_not_panic() {
         "FREQ=MONTHLY;INTERVAL=10000",
     ] {
         let late = series("99991231T235959", Some("America/New_York"), &[rule]);
-        let started = Instant::now();
         let expansion = late.expand(&everything.with_max_occurrences(usize::MAX));
         assert!(!expansion.occurrences.is_empty(), "{rule}");
-        assert!(
-            started.elapsed() < QUICK,
-            "{rule} took {:?}",
-            started.elapsed()
-        );
+        bounded(&expansion);
     }
 }
