@@ -26,7 +26,8 @@ use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::{
-    auth, blocks, calendars, canvas_sync, canvases, db, invitations, metrics, ops, users, workspaces,
+    auth, blocks, calendars, canvas_sync, canvases, db, invitations, metrics, ops, search, users,
+    workspaces,
 };
 
 /// How long background tasks get to finish their current step once the server has stopped.
@@ -120,6 +121,11 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(blocks::routes::move_block))
         .routes(routes!(blocks::routes::reorder_blocks))
         .routes(routes!(blocks::routes::get_snapshot))
+        .routes(routes!(
+            blocks::routes::export_markdown,
+            blocks::routes::import_markdown
+        ))
+        .routes(routes!(search::routes::search))
         .routes(routes!(
             calendars::routes::create_calendar,
             calendars::routes::list_calendars

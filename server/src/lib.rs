@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
+pub mod search;
 pub mod secret;
 pub mod state;
 pub mod telemetry;

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "invitations", description = "Invitations to workspaces and canvases, and invite links"),
         (name = "canvases", description = "Canvases, permissions and canvas members"),
         (name = "blocks", description = "A canvas's blocks as rows; writes go through the document"),
+        (name = "search", description = "Full-text and fuzzy search over the canvases the caller can read"),
         (name = "sync", description = "Real-time canvas documents: the y-websocket endpoint and its HTTP fallbacks"),
     )
 )]

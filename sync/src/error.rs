@@ -159,6 +159,9 @@ pub enum SyncError {
     /// A block write the document refused (unknown anchor, a move under itself, …).
     #[error(transparent)]
     Schema(#[from] crate::schema::SchemaError),
+    /// Markdown over a limit.
+    #[error(transparent)]
+    Markdown(crate::markdown::MarkdownError),
     /// An append with no updates, or more than a sequence number can count.
     #[error("an append needs between 1 and 2^63 updates")]
     BatchTooLarge,

@@ -322,6 +322,12 @@ pub enum BlockEdit {
         parent: Option<String>,
         position: Position,
     },
+    /// Inserts blocks parsed from Markdown, together, at `position` under `parent`.
+    Import {
+        blocks: Vec<crate::markdown::ImportedBlock>,
+        parent: Option<String>,
+        position: Position,
+    },
 }
 
 /// What a write touched, to answer with.
@@ -335,12 +341,12 @@ impl BlockEdit {
     /// The existing block the write changes (whose version a caller may check).
     fn target(&self) -> Option<&str> {
         match self {
-            Self::Create(_) | Self::Reorder { .. } => None,
+            Self::Create(_) | Self::Reorder { .. } | Self::Import { .. } => None,
             Self::Patch { id, .. } | Self::Move { id, .. } | Self::Delete { id } => Some(id),
         }
     }
 
-    fn apply(self, txn: &mut yrs::TransactionMut) -> Result<Touched, crate::schema::SchemaError> {
+    fn apply(self, txn: &mut yrs::TransactionMut) -> Result<Touched, SyncError> {
         use crate::schema;
         match self {
             Self::Create(block) => schema::insert_block(txn, block).map(Touched::Block),
@@ -363,7 +369,20 @@ impl BlockEdit {
                 schema::move_blocks(txn, &refs, parent.as_deref(), position)
                     .map(|_| Touched::Many(ids))
             }
+            Self::Import {
+                blocks,
+                parent,
+                position,
+            } => {
+                return crate::markdown::insert_blocks(txn, &blocks, parent.as_deref(), position)
+                    .map(Touched::Many)
+                    .map_err(|error| match error {
+                        crate::markdown::MarkdownError::Schema(error) => SyncError::Schema(error),
+                        other => SyncError::Markdown(other),
+                    });
+            }
         }
+        .map_err(SyncError::Schema)
     }
 }
 
@@ -374,6 +393,8 @@ pub struct EditOutcome {
     pub block: Option<crate::blocks::BlockRecord>,
     /// The ids a delete removed (the block and its subtree).
     pub deleted: Vec<Uuid>,
+    /// The blocks a reorder or an import wrote, in document order.
+    pub written: Vec<Uuid>,
     /// The log position of the write; `None` when it changed nothing.
     pub seq: Option<i64>,
 }
@@ -1212,7 +1233,7 @@ impl Room {
         let (touched, update) = match applied {
             Ok(applied) => applied,
             // A refused write changed nothing in the document.
-            Err(error) => return Ok(Err(SyncError::Schema(error))),
+            Err(error) => return Ok(Err(error)),
         };
         let mut seq = None;
         let encoded = EncodedUpdate::decode(&update)
@@ -1235,6 +1256,7 @@ impl Room {
         let mut outcome = EditOutcome {
             block: None,
             deleted: Vec::new(),
+            written: Vec::new(),
             seq,
         };
         match touched {
@@ -1266,6 +1288,7 @@ impl Room {
                     .iter()
                     .filter_map(|id| Uuid::parse_str(id).ok())
                     .collect();
+                outcome.written.clone_from(&ids);
                 if seq.is_some() {
                     if let Err(error) =
                         crate::blocks::set_author(&pool, self.canvas_id, &ids, user_id).await

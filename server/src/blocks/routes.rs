@@ -545,3 +545,120 @@ pub async fn get_snapshot(
         blocks: blocks.into_iter().map(Block::from).collect(),
     }))
 }
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportParams {
+    /// The parent of the imported blocks; omitted for the top level.
+    pub parent_id: Option<Uuid>,
+    /// Insert right after this sibling; omitted, at the end.
+    pub after: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Imported {
+    /// The new blocks, in document order (nested ones after their parent).
+    pub block_ids: Vec<Uuid>,
+}
+
+/// The canvas as Markdown (`text/markdown`): the title as a heading, then the blocks.
+#[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/markdown", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path)),
+    responses((status = 200, description = "Markdown", content_type = "text/markdown", body = String),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn export_markdown(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(canvas_id): ApiPath<Uuid>,
+) -> ApiResult<Response> {
+    require_canvas(&state.db, caller.id, canvas_id, Access::Read).await?;
+    let canvas = canvas_db::find(&state.db, canvas_id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "canvas" })?;
+    let blocks: Vec<potentia_sync::Block> = rows::all(&state.db, canvas_id)
+        .await?
+        .into_iter()
+        .map(|r| potentia_sync::Block {
+            id: r.id.to_string(),
+            kind: r.kind,
+            order: r.order,
+            parent: r.parent_id.map(|p| p.to_string()),
+            text: r.text,
+            rich: r.content,
+            props: match r.props {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+        })
+        .collect();
+    let mut markdown = String::new();
+    if !canvas.title.trim().is_empty() {
+        markdown.push_str(&format!("# {}\n\n", canvas.title.trim()));
+    }
+    markdown.push_str(&potentia_sync::markdown::blocks_to_markdown(&blocks));
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        markdown,
+    )
+        .into_response())
+}
+
+/// Imports Markdown (`text/markdown` body) as blocks, through the document: headings,
+/// paragraphs, bulleted / numbered / todo lists, quotes, code, dividers and inline formatting.
+#[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/markdown", tag = "blocks", security(("bearer" = [])),
+    params(("canvas_id" = Uuid, Path), ImportParams),
+    request_body(content = String, content_type = "text/markdown"),
+    responses((status = 201, body = Imported), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn import_markdown(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiPath(canvas_id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<ImportParams>,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, ApiJson<Imported>)> {
+    let found = require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(content_type.starts_with("text/markdown") || content_type.starts_with("text/plain")) {
+        return Err(ApiError::UnsupportedMediaType {
+            detail: "send the Markdown as text/markdown".into(),
+        });
+    }
+    let markdown = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_markdown", "the body is not UTF-8"))?;
+    let blocks = potentia_sync::markdown::from_markdown(markdown)
+        .map_err(|e| ApiError::from(potentia_sync::SyncError::Markdown(e)))?;
+    let edit = BlockEdit::Import {
+        blocks,
+        parent: params.parent_id.map(|p| p.to_string()),
+        position: params
+            .after
+            .map_or(Position::Last, |after| Position::After(after.to_string())),
+    };
+    let outcome = state.rooms.edit(canvas_id, caller.id, edit, None).await?;
+    let anchor = params.parent_id.unwrap_or(canvas_id);
+    audit_write(
+        &state,
+        &caller,
+        "block.import_markdown",
+        anchor,
+        &found,
+        serde_json::json!({ "blocks": outcome.written.len(), "bytes": body.len() }),
+        request_id.as_deref(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(Imported {
+            block_ids: outcome.written,
+        }),
+    ))
+}

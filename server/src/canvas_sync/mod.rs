@@ -9,7 +9,7 @@ pub mod socket;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use potentia_sync::{SchemaError, 
+use potentia_sync::{MarkdownError, SchemaError, 
     AccessPolicy, ConnectionLimits, ProtocolLimits, RateLimit, Role, SyncConfig, SyncError,
 };
 use sqlx::PgPool;
@@ -231,6 +231,11 @@ impl From<SyncError> for ApiError {
                 detail: error.to_string(),
                 errors: Vec::new(),
             },
+            SyncError::Markdown(MarkdownError::TooLarge { .. }) => ApiError::TooLarge {
+                code: "markdown_too_large",
+                detail: error.to_string(),
+            },
+            SyncError::Markdown(_) => ApiError::invalid_field("markdown", error.to_string()),
             SyncError::CanvasFull { .. } | SyncError::UserConnectionLimit { .. } => {
                 ApiError::RateLimited {
                     retry_after_secs: 5,

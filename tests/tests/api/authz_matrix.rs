@@ -654,6 +654,29 @@ fn rows() -> Vec<Row> {
         ),
         row!(
             M::GET,
+            "/api/v1/canvases/{canvas_id}/markdown",
+            |s| format!("/api/v1/canvases/{}/markdown", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        // The matrix sends JSON: a writer is refused for the media type, after the access check.
+        row!(
+            M::POST,
+            "/api/v1/canvases/{canvas_id}/markdown",
+            |s| format!("/api/v1/canvases/{}/markdown", s.canvas),
+            |_| Some(json!({})),
+            [415, 415, 415, 403, 415, 403, 404, 401]
+        ),
+        // Search: anyone signed in; each caller's results are filtered to what they can read.
+        row!(
+            M::GET,
+            "/api/v1/search",
+            |_| "/api/v1/search?q=plan".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::GET,
             "/api/v1/canvases/{canvas_id}/permissions",
             |s| format!("/api/v1/canvases/{}/permissions", s.canvas),
             no_body,

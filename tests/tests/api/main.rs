@@ -9,4 +9,5 @@ mod errors;
 mod invitations;
 mod ops;
 mod profile;
+mod search;
 mod workspaces;

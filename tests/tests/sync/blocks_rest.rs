@@ -373,3 +373,94 @@ async fn a_block_of_another_canvas_is_not_found_here() {
         .await;
     assert_eq!(status, 422, "{body}");
 }
+
+async fn import(f: &Fixture, query: &str, markdown: &str) -> (u16, Value) {
+    let response = f
+        .app
+        .client
+        .post(
+            f.app
+                .url(&format!("/api/v1/canvases/{}/markdown{query}", f.canvas)),
+        )
+        .bearer_auth(f.owner.access_token())
+        .header("content-type", "text/markdown")
+        .body(markdown.to_owned())
+        .send()
+        .await
+        .expect("import");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn markdown_imports_as_blocks_through_the_document_and_exports_back() {
+    let f = fixture().await;
+    let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
+    let markdown = "## Goals\n\nShip the **sync** server.\n\n- [ ] write tests\n- [x] read the spec\n\n```rust\nfn main() {}\n```\n";
+    let (status, body) = import(&f, "", markdown).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["block_ids"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        texts(&list(&f, "").await),
+        vec![
+            "Goals",
+            "Ship the sync server.",
+            "write tests",
+            "read the spec",
+            "fn main() {}"
+        ]
+    );
+    client
+        .wait_for(WAIT, |_, doc| read_blocks(&doc.transact()).len() == 5)
+        .await
+        .expect("the client sees the imported blocks");
+    let response = f
+        .app
+        .client
+        .get(
+            f.app
+                .url(&format!("/api/v1/canvases/{}/markdown", f.canvas)),
+        )
+        .bearer_auth(f.owner.access_token())
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.expect("text"),
+        format!("# Plan\n\n{markdown}")
+    );
+}
+
+#[tokio::test]
+async fn markdown_imported_after_a_block_lands_right_after_it() {
+    let f = fixture().await;
+    let a = create(&f, json!({ "type": "paragraph", "text": "a" })).await;
+    create(&f, json!({ "type": "paragraph", "text": "z" })).await;
+    let query = format!("?after={}", a["id"].as_str().expect("id"));
+    let (status, body) = import(&f, &query, "b\n\nc\n").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(texts(&list(&f, "").await), vec!["a", "b", "c", "z"]);
+}
+
+#[tokio::test]
+async fn markdown_over_the_limit_is_refused_and_changes_nothing() {
+    let f = fixture().await;
+    let huge = "x".repeat(potentia_sync::markdown::MAX_MARKDOWN_BYTES + 1);
+    let response = f
+        .app
+        .client
+        .post(
+            f.app
+                .url(&format!("/api/v1/canvases/{}/markdown", f.canvas)),
+        )
+        .bearer_auth(f.owner.access_token())
+        .header("content-type", "text/markdown")
+        .body(huge)
+        .send()
+        .await
+        .expect("import");
+    // The body limit (1 MiB) or the Markdown limit answers first; either way a 413.
+    assert_eq!(response.status(), 413);
+    assert_eq!(texts(&list(&f, "").await), Vec::<String>::new());
+}
