@@ -290,3 +290,27 @@ test('a stock provider with an invalid token never connects nor receives the doc
   assert.equal(intruder.provider.synced, false)
   assert.equal(intruder.doc.getText('notes').toString(), '')
 })
+
+test('a block created through REST reaches a connected stock provider live', async (t) => {
+  const { fixture, server, owner, canvasId } = await ownerWithCanvas(t)
+  const a = fixture.connect(server, canvasId, owner)
+  await waitForSynced(a.provider, 'provider A to sync')
+
+  const block = await server.api('POST', `/api/v1/canvases/${canvasId}/blocks`, {
+    token: owner.token,
+    body: { type: 'todo', text: 'from REST', props: { checked: true } },
+    expect: 201
+  })
+  await waitFor('the block to appear in the provider\'s document', () => a.doc.getMap('blocks').has(block.id))
+  const shared = a.doc.getMap('blocks').get(block.id)
+  assert.equal(shared.get('type'), 'todo')
+  assert.equal(shared.get('text').toString(), 'from REST')
+  assert.equal(shared.get('props').get('checked'), true)
+
+  // And an edit by the provider shows up through REST with a new version.
+  shared.get('text').insert(9, ', edited in the browser')
+  await waitFor('the edit to be materialized', async () => {
+    const row = await server.api('GET', `/api/v1/canvases/${canvasId}/blocks/${block.id}`, { token: owner.token })
+    return row.text === 'from REST, edited in the browser' && row.version === 2
+  })
+})
