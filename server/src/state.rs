@@ -6,8 +6,8 @@ use potentia_sync::{Rooms, SyncMetrics};
 use sqlx::PgPool;
 
 use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers};
-use crate::canvas_sync::CanvasAccessPolicy;
 use crate::calendars::cache::FreeBusyCache;
+use crate::canvas_sync::CanvasAccessPolicy;
 use crate::config::Settings;
 use crate::email::EmailOutbox;
 use crate::metrics::Metrics;

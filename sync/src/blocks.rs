@@ -40,7 +40,11 @@ pub struct BlockRecord {
 }
 
 /// One block of `canvas_id`.
-pub async fn get(pool: &PgPool, canvas_id: Uuid, id: Uuid) -> Result<Option<BlockRecord>, SyncError> {
+pub async fn get(
+    pool: &PgPool,
+    canvas_id: Uuid,
+    id: Uuid,
+) -> Result<Option<BlockRecord>, SyncError> {
     let record = sqlx::query_as!(
         BlockRecord,
         r#"select id, canvas_id, parent_id, kind, order_key as "order: String", text, content, props,
@@ -133,7 +137,12 @@ pub async fn all(pool: &PgPool, canvas_id: Uuid) -> Result<Vec<BlockRecord>, Syn
 }
 
 /// Records `user_id` as the author of the last change of `ids`.
-pub async fn set_author(pool: &PgPool, canvas_id: Uuid, ids: &[Uuid], user_id: Uuid) -> Result<(), SyncError> {
+pub async fn set_author(
+    pool: &PgPool,
+    canvas_id: Uuid,
+    ids: &[Uuid],
+    user_id: Uuid,
+) -> Result<(), SyncError> {
     sqlx::query!(
         "update blocks set updated_by = $3 where canvas_id = $1 and id = any($2)",
         canvas_id,

@@ -9,8 +9,9 @@ pub mod socket;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use potentia_sync::{MarkdownError, SchemaError, 
-    AccessPolicy, ConnectionLimits, ProtocolLimits, RateLimit, Role, SyncConfig, SyncError,
+use potentia_sync::{
+    AccessPolicy, ConnectionLimits, MarkdownError, ProtocolLimits, RateLimit, Role, SchemaError,
+    SyncConfig, SyncError,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -223,10 +224,14 @@ impl From<SyncError> for ApiError {
             SyncError::UnknownBlock => ApiError::NotFound { what: "block" },
             SyncError::StaleVersion { ref current, .. } => ApiError::VersionConflict {
                 detail: error.to_string(),
-                current: serde_json::to_value(crate::blocks::routes::Block::from((**current).clone()))
-                    .unwrap_or(serde_json::Value::Null),
+                current: serde_json::to_value(crate::blocks::routes::Block::from(
+                    (**current).clone(),
+                ))
+                .unwrap_or(serde_json::Value::Null),
             },
-            SyncError::Schema(SchemaError::DuplicateId(_)) => ApiError::conflict("block_exists", error.to_string()),
+            SyncError::Schema(SchemaError::DuplicateId(_)) => {
+                ApiError::conflict("block_exists", error.to_string())
+            }
             SyncError::Schema(_) => ApiError::Validation {
                 detail: error.to_string(),
                 errors: Vec::new(),
