@@ -8,6 +8,8 @@
 //!
 //! Also the library of the load generator (`potentia-load`).
 
+pub mod load;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
