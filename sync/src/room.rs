@@ -497,10 +497,10 @@ impl Room {
             mailbox,
             doc,
             watermark: read.last_seq,
-            snapshot_seq: read.snapshot.as_ref().map_or(0, |s| s.seq),
-            snapshot_bytes: read.snapshot.as_ref().map_or(0, |s| s.data.len()),
-            tail: read.updates.iter().map(|u| (u.seq, u.data.len())).collect(),
-            tail_bytes: read.updates.iter().map(|u| u.data.len()).sum(),
+            snapshot_seq: 0,
+            snapshot_bytes: 0,
+            tail: BTreeMap::new(),
+            tail_bytes: 0,
             peers: HashMap::new(),
             awareness: AwarenessStates::new(),
             http_presence: HashMap::new(),
@@ -513,6 +513,7 @@ impl Room {
             materialize_due: materializer.seq() < read.last_seq,
             materializer: Some(materializer),
         };
+        room.count_stored(&read);
         room.maybe_compact().await;
         Ok(room)
     }
@@ -815,12 +816,17 @@ impl Room {
             .map_err(|e| Fatal(format!("reload failed: {e}")))?;
         self.doc = doc;
         self.watermark = read.last_seq;
+        self.count_stored(&read);
+        self.materialize_due = true;
+        Ok(())
+    }
+
+    /// Sizes of the stored document as a whole read of the log found them.
+    fn count_stored(&mut self, read: &LogRead) {
         self.snapshot_seq = read.snapshot.as_ref().map_or(0, |s| s.seq);
         self.snapshot_bytes = read.snapshot.as_ref().map_or(0, |s| s.data.len());
         self.tail = read.updates.iter().map(|u| (u.seq, u.data.len())).collect();
         self.tail_bytes = read.updates.iter().map(|u| u.data.len()).sum();
-        self.materialize_due = true;
-        Ok(())
     }
 
     /// Reads from Postgres everything committed after the watermark, applies it and sends the
@@ -1236,20 +1242,7 @@ impl Room {
             Err(error) => return Ok(Err(error)),
         };
         let mut seq = None;
-        let encoded = EncodedUpdate::decode(&update)
-            .map_err(|e| Fatal(format!("own update is invalid: {e}")))?;
-        if !encoded.is_empty() {
-            let data = Bytes::from(update);
-            self.commit(
-                vec![PendingUpdate {
-                    origin: Origin::Http(user_id),
-                    update: encoded,
-                    reply: None,
-                }],
-                &[data],
-                None,
-            )
-            .await?;
+        if self.commit_own(Origin::Http(user_id), update).await? {
             seq = Some(self.watermark);
             self.materialize().await?;
         }
@@ -1324,14 +1317,23 @@ impl Room {
         })
         .await?;
         let Some(update) = update else { return Ok(()) };
+        if self.commit_own(Origin::Server, update).await? {
+            self.shared.metrics.rebalances.inc();
+        }
+        Ok(())
+    }
+
+    /// Commits and broadcasts an update the room made itself on behalf of `origin` (a REST
+    /// write, a rebalance), like a client's. Answers whether there was anything to commit.
+    async fn commit_own(&mut self, origin: Origin, update: Vec<u8>) -> Result<bool, Fatal> {
         let encoded = EncodedUpdate::decode(&update)
             .map_err(|e| Fatal(format!("own update is invalid: {e}")))?;
         if encoded.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         self.commit(
             vec![PendingUpdate {
-                origin: Origin::Server,
+                origin,
                 update: encoded,
                 reply: None,
             }],
@@ -1339,8 +1341,7 @@ impl Room {
             None,
         )
         .await?;
-        self.shared.metrics.rebalances.inc();
-        Ok(())
+        Ok(true)
     }
 
     fn materialize_wanted(&self) -> bool {
