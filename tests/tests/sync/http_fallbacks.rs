@@ -285,23 +285,34 @@ async fn http_presence_cannot_take_a_socket_clients_id() {
     let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
     client.send_awareness(&awareness(5, 1, Some(r#"{"user":"socket"}"#)));
     let path = format!("/api/v1/canvases/{}/presence", f.canvas);
+    // First the socket's awareness must be in the room: a PUT before it would take the id.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (status, body) = f
+        let (_, body) = f
             .app
-            .call(
-                Method::PUT,
-                &path,
-                Some(f.owner.access_token()),
-                Some(json!({ "client_id": 5, "clock": 9, "state": { "user": "thief" } })),
-            )
+            .call(Method::GET, &path, Some(f.owner.access_token()), None)
             .await;
-        if status == 409 {
-            assert_eq!(body["code"], "presence_conflict");
+        if body["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|i| i["client_id"] == 5))
+        {
             break;
         }
-        // The socket's awareness may not have reached the room yet.
-        assert!(tokio::time::Instant::now() < deadline, "{status} {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the socket's state never arrived: {body}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let (status, body) = f
+        .app
+        .call(
+            Method::PUT,
+            &path,
+            Some(f.owner.access_token()),
+            Some(json!({ "client_id": 5, "clock": 9, "state": { "user": "thief" } })),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "presence_conflict");
 }
