@@ -311,10 +311,11 @@ impl Materializer {
                     .map(|r| r.digest.text.to_vec())
                     .collect();
                 queued = sqlx::query!(
-                    r#"insert into embedding_queue (canvas_id, block_id, text_hash)
-                       select $1, * from unnest($2::uuid[], $3::bytea[])
-                       on conflict (canvas_id, block_id) do update
-                       set text_hash = excluded.text_hash, enqueued_at = now()
+                    r#"insert into embedding_queue (source_kind, scope_id, source_id, text_hash)
+                       select 'block', $1, * from unnest($2::uuid[], $3::bytea[])
+                       on conflict (source_kind, scope_id, source_id) do update
+                       set text_hash = excluded.text_hash, enqueued_at = now(), attempts = 0,
+                           next_attempt_at = now(), last_error = null, dead_at = null
                        where embedding_queue.text_hash <> excluded.text_hash"#,
                     self.canvas_id,
                     &ids,

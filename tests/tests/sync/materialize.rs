@@ -79,7 +79,7 @@ fn patch_text(client: &SyncClient, id: Uuid, text: &str) {
 }
 
 async fn queued(db: &PgPool, canvas: Uuid) -> i64 {
-    sqlx::query_scalar("select count(*) from embedding_queue where canvas_id = $1")
+    sqlx::query_scalar("select count(*) from embedding_queue where scope_id = $1")
         .bind(canvas)
         .fetch_one(db)
         .await
@@ -147,7 +147,7 @@ async fn a_text_change_queues_the_block_for_embedding_and_a_move_does_not() {
     })
     .await;
     let hash: Vec<u8> =
-        sqlx::query_scalar("select text_hash from embedding_queue where block_id = $1")
+        sqlx::query_scalar("select text_hash from embedding_queue where source_id = $1")
             .bind(a)
             .fetch_one(&f.app.db)
             .await

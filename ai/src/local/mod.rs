@@ -1,0 +1,1 @@
+//! Models run in process with candle (filled in by the local-models work).

@@ -1,0 +1,1 @@
+//! HTTP provider clients (filled in by the providers work).

@@ -1,0 +1,1 @@
+//! Fake AI providers (in progress).
