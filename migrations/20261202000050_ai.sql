@@ -56,6 +56,8 @@ create table block_embeddings (
     primary key (canvas_id, block_id),
     foreign key (canvas_id, block_id) references blocks (canvas_id, id) on delete cascade
 );
+-- Kept in the row (3 KiB fits a page): exact scans read vectors without detoasting them.
+alter table block_embeddings alter column embedding set storage plain;
 create index block_embeddings_hnsw on block_embeddings using hnsw (embedding vector_cosine_ops);
 -- The same text under the same model is embedded once (duplicated canvases, repeated lines).
 create index block_embeddings_reuse on block_embeddings (model, content_hash);

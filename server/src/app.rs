@@ -26,8 +26,8 @@ use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::{
-    auth, blocks, calendars, canvas_sync, canvases, db, invitations, metrics, ops, search, users,
-    workspaces,
+    ai, auth, blocks, calendars, canvas_sync, canvases, db, invitations, metrics, ops, search,
+    users, workspaces,
 };
 
 /// How long background tasks get to finish their current step once the server has stopped.
@@ -126,6 +126,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             blocks::routes::import_markdown
         ))
         .routes(routes!(search::routes::search))
+        .routes(routes!(ai::routes::get_usage))
         .routes(routes!(
             calendars::routes::create_calendar,
             calendars::routes::list_calendars
@@ -334,6 +335,9 @@ fn spawn_background_tasks(
         state.db.clone(),
         stop.clone(),
     )));
+    if let Some(worker) = state.ai.worker(stop.clone()) {
+        tasks.push(tokio::spawn(worker));
+    }
     match &state.settings.smtp {
         Some(smtp) => {
             let sender = OutboxSender::new(

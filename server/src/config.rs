@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
+use crate::ai::config::{AiArgs, AiConfigError, AiServerSettings};
 use crate::canvas_sync::{SyncArgs, SyncSettings};
 use crate::email::{SmtpArgs, SmtpConfigError, SmtpSettings};
 
@@ -102,6 +103,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub sync: SyncArgs,
+
+    #[command(flatten)]
+    pub ai: AiArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -173,6 +177,8 @@ pub enum ConfigError {
     BadAppUrl,
     #[error(transparent)]
     Smtp(#[from] SmtpConfigError),
+    #[error(transparent)]
+    Ai(#[from] AiConfigError),
 }
 
 /// The JWT secret in force and where it came from.
@@ -235,6 +241,8 @@ pub struct Settings {
     pub app_url: String,
     /// The sync endpoint and the rooms.
     pub sync: SyncSettings,
+    /// Chat and embedding providers, the embedding worker, retrieval.
+    pub ai: AiServerSettings,
 }
 
 impl ServeArgs {
@@ -278,6 +286,7 @@ impl ServeArgs {
             .sync
             .validate()
             .map_err(|name| ConfigError::Zero { name })?;
+        let ai = self.ai.validate()?;
         Ok(Settings {
             mode: self.mode,
             database_url: self.database.database_url,
@@ -303,6 +312,7 @@ impl ServeArgs {
             },
             smtp,
             sync,
+            ai,
         })
     }
 }

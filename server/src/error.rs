@@ -6,10 +6,14 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use potentia_ai::AiError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// `Retry-After` of an `ai_unavailable` answer when the provider named no time.
+const AI_RETRY_AFTER_SECS: u64 = 5;
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -95,6 +99,9 @@ pub enum ApiError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A provider or model failure from `potentia-ai`, mapped in [`ApiError::status`].
+    #[error(transparent)]
+    Ai(#[from] AiError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -149,6 +156,15 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Ai(err) => match err {
+                AiError::NotConfigured { .. } | AiError::Unavailable { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                AiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                AiError::ModelLoad { .. } | AiError::Database(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
         }
     }
 
@@ -169,18 +185,33 @@ impl ApiError {
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
             Self::Database(_) | Self::Internal(_) => "internal",
+            Self::Ai(err) => match err {
+                AiError::NotConfigured { .. } => "ai_not_configured",
+                AiError::Unavailable { .. } => "ai_unavailable",
+                AiError::Rejected { .. } => "ai_rejected",
+                AiError::ModelLoad { .. } | AiError::Database(_) => "internal",
+            },
         }
+    }
+
+    /// Whether the detail would show a driver's or the server's internals.
+    fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(_)
+                | Self::Internal(_)
+                | Self::Ai(AiError::ModelLoad { .. } | AiError::Database(_))
+        )
     }
 
     fn into_problem(self) -> Problem {
         let status = self.status();
         let code = self.code().to_owned();
-        let detail = match &self {
-            // Never leak driver or internal messages to the client; they are logged instead.
-            Self::Database(_) | Self::Internal(_) => {
-                "the server failed to handle this request".to_owned()
-            }
-            other => other.to_string(),
+        // Never leak driver or internal messages to the client; they are logged instead.
+        let detail = if self.is_internal() {
+            "the server failed to handle this request".to_owned()
+        } else {
+            self.to_string()
         };
         let (errors, current) = match self {
             Self::Validation { errors, .. } | Self::InvalidInput { errors, .. } => (errors, None),
@@ -202,11 +233,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if matches!(self, Self::Database(_) | Self::Internal(_)) {
+        if self.is_internal() {
             tracing::error!(error = %self, "request failed");
         }
         let retry_after = match &self {
             Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            // A client should come back when the provider may answer again (at least 1 s).
+            Self::Ai(AiError::Unavailable { retry_after, .. }) => Some(
+                retry_after
+                    .map_or(AI_RETRY_AFTER_SECS, |d| d.as_secs_f64().ceil() as u64)
+                    .max(1),
+            ),
             _ => None,
         };
         let challenge = matches!(self, Self::Unauthorized { .. });

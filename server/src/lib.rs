@@ -2,6 +2,7 @@
 //! operational endpoints. Domain crates hold the logic; this crate speaks HTTP.
 
 pub mod access;
+pub mod ai;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -1,10 +1,13 @@
 //! The `potentia` binary: `serve`, `migrate` and `token`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use potentia_ai::{queue, reindex, AiMetrics, Providers};
 use potentia_server::auth::JwtKeys;
+use potentia_server::ai::config::AiArgs;
 use potentia_server::config::{AuthSettings, DatabaseArgs, JwtArgs, LogArgs, Mode, ServeArgs};
 use potentia_server::{db, telemetry};
 use uuid::Uuid;
@@ -30,6 +33,39 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Print a signed access token for a user, for local use and scripts.
     Token(TokenArgs),
+    /// AI maintenance: the embedding queue and its dead letters, re-embedding after a model change.
+    Ai {
+        #[command(subcommand)]
+        command: AiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AiCommand {
+    /// Print the embedding queue, dead letters, embeddings per model and reindex progress.
+    Status {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-embed every block whose vector is missing or from another model, with the configured
+    /// embedder; an interrupted run resumes where it stopped.
+    Reindex {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        ai: Box<AiArgs>,
+        /// Blocks per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
+    /// Put the dead letters back in the queue (after fixing what made them fail).
+    RetryDead {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -79,6 +115,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Token(_) => Ok(()),
+            Command::Ai { command } => run_ai_command(command).await,
         }
     });
     match outcome {
@@ -87,6 +124,59 @@ fn main() -> ExitCode {
             tracing::error!("{err:#}");
             eprintln!("potentia: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_ai_command(command: AiCommand) -> anyhow::Result<()> {
+    match command {
+        AiCommand::Status { database, json } => {
+            database.validate()?;
+            let pool = db::connect(&database.database_url, 1).await?;
+            let status = reindex::status(&pool).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", reindex::render_status(&status));
+            }
+            Ok(())
+        }
+        AiCommand::Reindex {
+            database,
+            ai,
+            batch,
+        } => {
+            database.validate()?;
+            let settings = ai.validate()?;
+            let providers = Providers::from_settings(&settings.ai, &AiMetrics::default())?;
+            let embedder = providers.embedder.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no embedding provider is configured (POTENTIA_AI_EMBEDDING_PROVIDER, or POTENTIA_AI_EMBEDDING_MODEL_DIR for the local model)"
+                )
+            })?;
+            let pool = db::connect(&database.database_url, 2).await?;
+            let terminal = std::io::stderr().is_terminal();
+            let report = reindex::reindex(&pool, embedder.as_ref(), batch, |progress| {
+                let line = reindex::render_progress(&progress);
+                if terminal {
+                    eprint!("\r{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            })
+            .await?;
+            if terminal {
+                eprintln!();
+            }
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        AiCommand::RetryDead { database } => {
+            database.validate()?;
+            let pool = db::connect(&database.database_url, 1).await?;
+            let revived = queue::retry_dead(&pool).await?;
+            println!("{revived} dead letters are back in the queue");
+            Ok(())
         }
     }
 }

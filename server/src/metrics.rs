@@ -50,9 +50,10 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(sync: &potentia_sync::SyncMetrics) -> Self {
+    pub fn new(sync: &potentia_sync::SyncMetrics, ai: &potentia_ai::AiMetrics) -> Self {
         let mut registry = Registry::with_prefix("potentia");
         sync.register(&mut registry);
+        ai.register(&mut registry);
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let db_pool_size = Gauge::default();
@@ -157,7 +158,10 @@ fn email_labels(kind: &str) -> EmailLabels {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(&potentia_sync::SyncMetrics::default())
+        Self::new(
+            &potentia_sync::SyncMetrics::default(),
+            &potentia_ai::AiMetrics::default(),
+        )
     }
 }
 

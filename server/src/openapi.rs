@@ -19,7 +19,8 @@ use utoipa::{Modify, OpenApi};
         (name = "invitations", description = "Invitations to workspaces and canvases, and invite links"),
         (name = "canvases", description = "Canvases, permissions and canvas members"),
         (name = "blocks", description = "A canvas's blocks as rows; writes go through the document"),
-        (name = "search", description = "Full-text and fuzzy search over the canvases the caller can read"),
+        (name = "search", description = "Text, semantic and hybrid search over the canvases the caller can read"),
+        (name = "ai", description = "The AI layer: usage of chat and embedding providers"),
         (name = "sync", description = "Real-time canvas documents: the y-websocket endpoint and its HTTP fallbacks"),
     )
 )]

@@ -5,6 +5,9 @@ use std::sync::Arc;
 use potentia_sync::{Rooms, SyncMetrics};
 use sqlx::PgPool;
 
+use potentia_ai::AiMetrics;
+
+use crate::ai::AiState;
 use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers};
 use crate::calendars::cache::FreeBusyCache;
 use crate::canvas_sync::CanvasAccessPolicy;
@@ -28,17 +31,31 @@ pub struct AppState {
     pub rooms: Rooms,
     /// Calendars' free/busy in Redis (a no-op without Redis).
     pub calendar_cache: FreeBusyCache,
+    /// Chat and embedding providers, retrieval.
+    pub ai: AiState,
+}
+
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Ai(#[from] potentia_ai::AiError),
 }
 
 impl AppState {
-    /// Must be called inside a Tokio runtime (the rooms' fan-out starts its tasks here).
-    pub fn new(settings: Settings, db: PgPool) -> Result<Self, redis::RedisError> {
+    /// Must be called inside a Tokio runtime (the rooms' fan-out starts its tasks here). Loads
+    /// the configured local models.
+    pub fn new(settings: Settings, db: PgPool) -> Result<Self, StateError> {
         let redis = settings
             .redis_url
             .as_deref()
             .map(redis::Client::open)
             .transpose()?;
         let sync_metrics = SyncMetrics::default();
+        let ai_metrics = AiMetrics::default();
+        let ai = AiState::new(&settings.ai, db.clone(), ai_metrics.clone())?;
         let rooms = Rooms::new(
             db.clone(),
             settings.sync.rooms.clone(),
@@ -53,7 +70,8 @@ impl AppState {
             rooms,
             jwt: Arc::new(JwtKeys::new(&settings.auth)),
             auth_limits: Arc::new(AuthRateLimits::new(&settings.auth)),
-            metrics: Arc::new(Metrics::new(&sync_metrics)),
+            metrics: Arc::new(Metrics::new(&sync_metrics, &ai_metrics)),
+            ai,
             known_users: Arc::new(KnownUsers::default()),
             outbox: EmailOutbox::for_settings(settings.smtp.as_ref()),
             settings: Arc::new(settings),

@@ -11,6 +11,7 @@ pub mod smtp;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use potentia_server::ai::config::AiServerSettings;
 use potentia_server::canvas_sync::SyncSettings;
 use potentia_server::config::{AuthSettings, CorsOrigins, HttpSettings, JwtSecret, Mode, Settings};
 use potentia_server::db::MIGRATOR;
@@ -210,6 +211,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         smtp: None,
         app_url: "https://app.example".to_owned(),
         sync: SyncSettings::default(),
+        ai: AiServerSettings::default(),
     }
 }
 

@@ -1,5 +1,11 @@
 //! Search over the block texts and canvas titles the caller can read:
-//! `GET /api/v1/search?q=&limit=&cursor=&canvas_id=&kinds=&include_archived=`.
+//! `GET /api/v1/search?q=&mode=&limit=&cursor=&canvas_id=&kinds=&include_archived=`.
+//!
+//! * **Modes.** `text` (below), `semantic` (nearest block vectors) and `hybrid` (Reciprocal
+//!   Rank Fusion, k = 60, of both); the default is `hybrid` when an embedder is configured,
+//!   `text` otherwise. Each result names the signals that found it. A query that cannot be
+//!   embedded is answered by text with `fallback` saying why, never with a 5xx. The queries are
+//!   `potentia_ai::retrieval`'s; this module validates, pages and shapes the answer.
 //!
 //! * **Matching.** Postgres full-text search with the `simple` configuration (no stemming, no
 //!   stop words: the same behaviour in every language) on `websearch_to_tsquery(q)`, so users
@@ -19,10 +25,9 @@
 //! * **Snippets** are HTML-safe: the text is escaped (`& < > " '`) and only the matched words
 //!   are wrapped in `<mark>…</mark>`; a title, or a text of up to 240 characters, is shown
 //!   whole; a longer text is cut to at most two fragments of about 30 words joined by ` … `.
-//! * **Access.** The SQL itself returns only rows of canvases the caller can read (one
-//!   predicate, in [`db::search`], mirroring [`crate::access::canvas_access`]); with
-//!   `canvas_id`, a canvas the caller cannot read is a 404, as everywhere.
+//! * **Access.** The SQL itself returns only rows of canvases the caller can read (the SQL
+//!   function `readable_canvases`, mirroring [`crate::access::canvas_access`], in every mode);
+//!   with `canvas_id`, a canvas the caller cannot read is a 404, as everywhere.
 //! * **Archived canvases** are left out unless `include_archived=true`.
 
-pub mod db;
 pub mod routes;

@@ -19,6 +19,10 @@ pub fn potentia() -> Command {
         "POTENTIA_MODE",
         "REDIS_URL",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "POTENTIA_AI_CHAT_PROVIDER",
+        "POTENTIA_AI_CHAT_GGUF",
+        "POTENTIA_AI_EMBEDDING_PROVIDER",
+        "POTENTIA_AI_EMBEDDING_MODEL_DIR",
     ] {
         command.env_remove(var);
     }

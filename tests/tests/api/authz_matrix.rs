@@ -675,6 +675,22 @@ fn rows() -> Vec<Row> {
             no_body,
             [200, 200, 200, 200, 200, 200, 200, 401]
         ),
+        // One canvas: only those who can read it; others cannot tell it exists.
+        row!(
+            M::GET,
+            "/api/v1/search",
+            |s| format!("/api/v1/search?q=plan&mode=hybrid&canvas_id={}", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
+        // Usage: anyone signed in, and only their own.
+        row!(
+            M::GET,
+            "/api/v1/ai/usage",
+            |_| "/api/v1/ai/usage".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
         row!(
             M::GET,
             "/api/v1/canvases/{canvas_id}/permissions",

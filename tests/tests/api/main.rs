@@ -10,4 +10,5 @@ mod invitations;
 mod ops;
 mod profile;
 mod search;
+mod semantic_search;
 mod workspaces;

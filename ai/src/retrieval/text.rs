@@ -1,26 +1,23 @@
-//! The search query: one SQL statement that finds, ranks, pages and highlights.
+//! Text search: one SQL statement that finds, ranks, pages and highlights.
 //!
-//! Everything happens in [`search`]'s single statement, so the access rule below is written
-//! exactly once and no row of an unreadable canvas ever leaves the database:
+//! Everything happens in [`search`]'s single statement, so no row of an unreadable canvas ever
+//! leaves the database:
 //!
-//! * `readable`: the canvases the caller can read, by the rules of
-//!   [`crate::access::canvas_access`]: the owner of a *personal* canvas; any member (any role)
-//!   of the canvas's workspace (a workspace canvas's owner counts only while still such a
-//!   member, so owning one grants nothing here on its own); any direct canvas member (any
-//!   role). Archived canvases only when asked; one canvas only when asked. Written as a union
-//!   of three index lookups, so its cost follows the caller's canvases, not the table.
+//! * `readable`: the canvases the caller can read, from the SQL function `readable_canvases`
+//!   (migration `…50_ai`), the one place the rule is written for every retrieval path; archived
+//!   canvases only when asked; one canvas only when asked.
 //! * `hits`: canvas titles and block texts that match the full-text query
 //!   (`websearch_to_tsquery('simple', q)`) or are trigram-similar to `q`
 //!   (`text %> q`, i.e. `word_similarity(q, text)` ≥ `pg_trgm.word_similarity_threshold`,
 //!   0.6 by default). Both predicates use the GIN indexes of migration `…41_search`.
-//! * ranking (see [`super`]): a full-text hit ranks `1 + ts_rank_cd(…, 1|32)` in `[1, 2)`,
+//! * ranking: a full-text hit ranks `1 + ts_rank_cd(…, 1|32)` in `[1, 2)`,
 //!   weighted title (A) > heading (B) > other blocks (D); a trigram-only hit ranks
 //!   `word_similarity × (1.0 title, 0.9 heading, 0.8 other)` in `[0, 1]`. Ties break on
 //!   `canvas_id`, then `block_id` (the nil UUID for a title), so the order is total.
 //! * the page: keyset after the cursor's `(rank, canvas_id, block_id)`, then `limit`.
 //! * snippets, only for the page's rows: `ts_headline` over the HTML-escaped text, with the
 //!   private-use characters U+E000/U+E001 as highlight delimiters (removed from the text
-//!   first); [`super::routes`] turns them into `<mark>`/`</mark>`. Titles and texts of up to
+//!   first); the HTTP layer turns them into `<mark>`/`</mark>`. Titles and texts of up to
 //!   240 characters are shown whole, longer texts as up to two fragments of about 30 words. A trigram-only hit is
 //!   highlighted on the text's words that are word-similar to one of the query's words.
 
@@ -34,7 +31,7 @@ pub const MARK_END: char = '\u{E001}';
 
 /// What to look for, and where.
 #[derive(Debug, Clone)]
-pub struct SearchQuery<'a> {
+pub struct TextQuery<'a> {
     pub user_id: Uuid,
     pub q: &'a str,
     /// Only this canvas.
@@ -56,11 +53,9 @@ pub struct After {
     pub block_id: Uuid,
 }
 
-/// One ranked match.
+/// One ranked match: a block's text, or a canvas title when `block_kind` is `None`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Hit {
-    /// `canvas` (the title matched) or `block`.
-    pub kind: String,
+pub struct TextHit {
     pub canvas_id: Uuid,
     pub canvas_title: String,
     /// The nil UUID for a canvas title.
@@ -71,7 +66,7 @@ pub struct Hit {
     pub rank: f64,
 }
 
-impl Hit {
+impl TextHit {
     pub fn after(&self) -> After {
         After {
             rank: self.rank,
@@ -84,23 +79,15 @@ impl Hit {
 /// The matches of `query` the caller may read, best first.
 pub async fn search<'e>(
     db: impl PgExecutor<'e>,
-    query: &SearchQuery<'_>,
-) -> sqlx::Result<Vec<Hit>> {
+    query: &TextQuery<'_>,
+) -> sqlx::Result<Vec<TextHit>> {
     let after = query.after;
     sqlx::query_as!(
-        Hit,
+        TextHit,
         r#"with readable as (
                select c.id, c.title
                from canvases c
-               where c.id in (
-                         select own.id from canvases own
-                         where own.workspace_id is null and own.owner_id = $1
-                         union all
-                         select ws.id from workspace_members wm
-                         join canvases ws on ws.workspace_id = wm.workspace_id
-                         where wm.user_id = $1
-                         union all
-                         select cm.canvas_id from canvas_members cm where cm.user_id = $1)
+               where c.id in (select canvas_id from readable_canvases($1))
                  and (c.archived_at is null or $4)
                  and ($3::uuid is null or c.id = $3)
            ),
@@ -138,7 +125,7 @@ pub async fn search<'e>(
                order by rank desc, canvas_id, block_id
                limit $10
            )
-           select p.kind as "kind!", p.canvas_id as "canvas_id!", p.canvas_title as "canvas_title!",
+           select p.canvas_id as "canvas_id!", p.canvas_title as "canvas_title!",
                   p.block_id as "block_id!", p.block_kind, p.rank as "rank!",
                   ts_headline(
                       'simple',
