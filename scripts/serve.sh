@@ -14,6 +14,13 @@ cd "$ROOT"
 DATABASE_URL=$("$ROOT/scripts/postgres.sh" url)
 export DATABASE_URL
 
+# The local models: the embedder is the default when no remote one is configured; the chat
+# model is used only with POTENTIA_AI_CHAT_PROVIDER=local. Paths already set are kept.
+"$ROOT/scripts/models.sh" up
+POTENTIA_AI_EMBEDDING_MODEL_DIR=${POTENTIA_AI_EMBEDDING_MODEL_DIR:-$("$ROOT/scripts/models.sh" embedding-dir)}
+POTENTIA_AI_CHAT_GGUF=${POTENTIA_AI_CHAT_GGUF:-$("$ROOT/scripts/models.sh" chat-gguf)}
+export POTENTIA_AI_EMBEDDING_MODEL_DIR POTENTIA_AI_CHAT_GGUF
+
 if [ -z "${POTENTIA_JWT_SECRET:-}" ] && [ "${POTENTIA_MODE:-dev}" = dev ]; then
     secret_file="$ROOT/.local/dev-jwt-secret"
     if [ ! -s "$secret_file" ]; then

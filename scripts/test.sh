@@ -34,5 +34,14 @@ if [ "$JS_TESTS/package-lock.json" -nt "$JS_TESTS/node_modules/.package-lock.jso
         die "npm ci failed in tests/js"
 fi
 
+# The local models (all-MiniLM-L6-v2, SmolLM2-135M-Instruct) that ai/tests/local_models.rs and
+# the semantic search tests run. Test-only names: the server's own POTENTIA_AI_* variables stay
+# unset, so tests that parse the server's flags see the defaults.
+"$ROOT/scripts/models.sh" up
+POTENTIA_TEST_EMBEDDING_MODEL_DIR=$("$ROOT/scripts/models.sh" embedding-dir)
+POTENTIA_TEST_CHAT_GGUF=$("$ROOT/scripts/models.sh" chat-gguf)
+export POTENTIA_TEST_EMBEDDING_MODEL_DIR POTENTIA_TEST_CHAT_GGUF
+unset POTENTIA_AI_EMBEDDING_PROVIDER POTENTIA_AI_EMBEDDING_MODEL_DIR POTENTIA_AI_CHAT_PROVIDER POTENTIA_AI_CHAT_GGUF
+
 log "running the Rust test suites"
 cargo test --workspace --locked "$@"

@@ -32,7 +32,11 @@ impl Embedding {
         {
             return None;
         }
-        let norm = raw.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let norm = raw
+            .iter()
+            .map(|x| f64::from(*x).powi(2))
+            .sum::<f64>()
+            .sqrt();
         if norm == 0.0 {
             return None;
         }

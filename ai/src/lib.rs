@@ -10,11 +10,12 @@
 //!   SmolLM2-135M-Instruct (an opt-in chat model for offline development).
 //! * [`settings`] and [`Providers`]: what the operator configured, built into trait objects.
 //! * [`queue`], [`worker`], [`store`]: the embedding queue (generic over source kinds), the worker
-//!   that drains it, and the stored vectors.
+//!   that drains it, and the stored vectors; [`reindex`]: re-embedding after a model change, and
+//!   the status `potentia ai status` prints.
 //! * [`retrieval`]: text, semantic and hybrid search over the blocks a user may read, the access
 //!   rule written once (SQL function `readable_canvases`).
 //! * [`usage`]: tokens and embedded texts per user, workspace and day.
-//! * [`metrics`]: `potentia_ai_*`.
+//! * [`metrics`] holds the `potentia_ai_*` metrics.
 
 pub mod chat;
 pub mod embed;
@@ -23,9 +24,11 @@ pub mod local;
 pub mod metrics;
 pub mod providers;
 pub mod queue;
+pub mod reindex;
 pub mod resilience;
 pub mod retrieval;
 pub mod settings;
+pub mod setup;
 pub mod store;
 pub mod usage;
 pub mod worker;
@@ -34,3 +37,4 @@ pub use chat::{ChatModel, ChatRequest, ChatResponse, ChatStream, StreamEvent};
 pub use embed::{Embedder, Embedding, Purpose, EMBEDDING_DIMENSIONS};
 pub use error::AiError;
 pub use metrics::AiMetrics;
+pub use setup::Providers;

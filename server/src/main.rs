@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use potentia_ai::{queue, reindex, AiMetrics, Providers};
-use potentia_server::auth::JwtKeys;
 use potentia_server::ai::config::AiArgs;
+use potentia_server::auth::JwtKeys;
 use potentia_server::config::{AuthSettings, DatabaseArgs, JwtArgs, LogArgs, Mode, ServeArgs};
 use potentia_server::{db, telemetry};
 use uuid::Uuid;

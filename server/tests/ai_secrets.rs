@@ -71,7 +71,10 @@ fn with_ai_keys(command: &mut Command, provider_url: &str) {
 
 fn assert_no_key(what: &str, text: &str) {
     for key in [EMBEDDING_KEY, CHAT_KEY] {
-        assert!(!text.contains(key), "{what} contains a provider key:\n{text}");
+        assert!(
+            !text.contains(key),
+            "{what} contains a provider key:\n{text}"
+        );
     }
 }
 

@@ -160,7 +160,7 @@ pub async fn search_with_plan(
             .await?
         }
         Plan::Hnsw => {
-            let ef_search = (query.limit * 2).max(MIN_EF_SEARCH).min(1000);
+            let ef_search = (query.limit * 2).clamp(MIN_EF_SEARCH, 1000);
             sqlx::query!(
                 r#"select set_config('hnsw.ef_search', $1, true) as ef_search,
                           set_config('hnsw.iterative_scan', 'relaxed_order', true) as iterative_scan"#,

@@ -36,7 +36,12 @@ pub enum EmbeddingProviderArg {
 #[derive(Debug, Clone, clap::Args)]
 pub struct AiArgs {
     /// Chat provider; `none` answers chat requests with 503 `ai_not_configured`.
-    #[arg(long, env = "POTENTIA_AI_CHAT_PROVIDER", value_enum, default_value = "none")]
+    #[arg(
+        long,
+        env = "POTENTIA_AI_CHAT_PROVIDER",
+        value_enum,
+        default_value = "none"
+    )]
     pub ai_chat_provider: ChatProviderArg,
     /// Chat model name (default: `gemini-2.5-flash` for Gemini, `gpt-4o-mini` for OpenAI).
     #[arg(long, env = "POTENTIA_AI_CHAT_MODEL")]
@@ -75,7 +80,11 @@ pub struct AiArgs {
     #[arg(long, env = "POTENTIA_AI_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
     pub ai_connect_timeout_ms: u64,
     /// Time to the first byte of a provider's answer, in milliseconds.
-    #[arg(long, env = "POTENTIA_AI_FIRST_BYTE_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        env = "POTENTIA_AI_FIRST_BYTE_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     pub ai_first_byte_timeout_ms: u64,
     /// Time for a whole provider call, stream included, in seconds.
     #[arg(long, env = "POTENTIA_AI_TOTAL_TIMEOUT_SECS", default_value_t = 120)]
@@ -104,7 +113,11 @@ pub struct AiArgs {
     pub ai_worker_max_attempts: u32,
 
     /// How long a search waits for its query's embedding before answering by text alone, in ms.
-    #[arg(long, env = "POTENTIA_AI_SEARCH_EMBED_TIMEOUT_MS", default_value_t = 3_000)]
+    #[arg(
+        long,
+        env = "POTENTIA_AI_SEARCH_EMBED_TIMEOUT_MS",
+        default_value_t = 3_000
+    )]
     pub ai_search_embed_timeout_ms: u64,
     /// Semantic matches below this cosine similarity are left out (0–1).
     #[arg(long, env = "POTENTIA_AI_MIN_SIMILARITY", default_value_t = 0.25)]
@@ -206,7 +219,10 @@ impl AiArgs {
                 "POTENTIA_AI_BREAKER_FAILURES",
                 u64::from(self.ai_breaker_failures),
             ),
-            ("POTENTIA_AI_MAX_CONCURRENCY", self.ai_max_concurrency as u64),
+            (
+                "POTENTIA_AI_MAX_CONCURRENCY",
+                self.ai_max_concurrency as u64,
+            ),
             ("POTENTIA_AI_WORKER_BATCH", self.ai_worker_batch as u64),
             ("POTENTIA_AI_WORKER_POLL_MS", self.ai_worker_poll_ms),
             (
@@ -233,25 +249,22 @@ impl AiArgs {
             base_url_var: "POTENTIA_AI_CHAT_BASE_URL",
             key_var: "POTENTIA_AI_CHAT_API_KEY",
         };
-        let chat = match self.ai_chat_provider {
-            ChatProviderArg::None => None,
-            ChatProviderArg::Gemini => Some(ChatProviderSettings::Gemini(chat_remote.endpoint(
-                GEMINI_BASE_URL,
-                "gemini-2.5-flash",
-                true,
-            )?)),
-            ChatProviderArg::Openai => Some(ChatProviderSettings::OpenAi(chat_remote.endpoint(
-                OPENAI_BASE_URL,
-                "gpt-4o-mini",
-                false,
-            )?)),
-            ChatProviderArg::Local => Some(ChatProviderSettings::Local {
-                gguf: self
-                    .ai_chat_gguf
-                    .clone()
-                    .ok_or(AiConfigError::Missing("POTENTIA_AI_CHAT_GGUF"))?,
-            }),
-        };
+        let chat =
+            match self.ai_chat_provider {
+                ChatProviderArg::None => None,
+                ChatProviderArg::Gemini => Some(ChatProviderSettings::Gemini(
+                    chat_remote.endpoint(GEMINI_BASE_URL, "gemini-2.5-flash", true)?,
+                )),
+                ChatProviderArg::Openai => Some(ChatProviderSettings::OpenAi(
+                    chat_remote.endpoint(OPENAI_BASE_URL, "gpt-4o-mini", false)?,
+                )),
+                ChatProviderArg::Local => Some(ChatProviderSettings::Local {
+                    gguf: self
+                        .ai_chat_gguf
+                        .clone()
+                        .ok_or(AiConfigError::Missing("POTENTIA_AI_CHAT_GGUF"))?,
+                }),
+            };
         let embedding_remote = RemoteArgs {
             model: &self.ai_embedding_model,
             base_url: &self.ai_embedding_base_url,
@@ -260,13 +273,13 @@ impl AiArgs {
             base_url_var: "POTENTIA_AI_EMBEDDING_BASE_URL",
             key_var: "POTENTIA_AI_EMBEDDING_API_KEY",
         };
-        let provider = self.ai_embedding_provider.unwrap_or(
-            if self.ai_embedding_model_dir.is_some() {
-                EmbeddingProviderArg::Local
-            } else {
-                EmbeddingProviderArg::None
-            },
-        );
+        let provider =
+            self.ai_embedding_provider
+                .unwrap_or(if self.ai_embedding_model_dir.is_some() {
+                    EmbeddingProviderArg::Local
+                } else {
+                    EmbeddingProviderArg::None
+                });
         let embeddings = match provider {
             EmbeddingProviderArg::None => None,
             EmbeddingProviderArg::Gemini => Some(EmbeddingProviderSettings::Gemini(
@@ -397,7 +410,12 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_setting_named() {
         assert!(matches!(
-            parse(&["--ai-chat-provider", "openai", "--ai-chat-base-url", "ftp://x"]),
+            parse(&[
+                "--ai-chat-provider",
+                "openai",
+                "--ai-chat-base-url",
+                "ftp://x"
+            ]),
             Err(AiConfigError::BadUrl {
                 name: "POTENTIA_AI_CHAT_BASE_URL",
                 ..

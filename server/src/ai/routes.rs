@@ -130,9 +130,7 @@ mod tests {
 
     #[test]
     fn the_default_range_is_the_last_thirty_days() {
-        let (from, to) = UsageParams::default()
-            .validate(day("2026-12-02"))
-            .unwrap();
+        let (from, to) = UsageParams::default().validate(day("2026-12-02")).unwrap();
         assert_eq!((from, to), (day("2026-11-03"), day("2026-12-02")));
     }
 

@@ -229,8 +229,8 @@ impl SearchRequest {
             .canvas_id
             .map(|id| id.to_string())
             .unwrap_or_default();
-        let flags = [self.scope.include_archived, self.titles, self.blocks]
-            .map(|f| u8::from(f) + b'0');
+        let flags =
+            [self.scope.include_archived, self.titles, self.blocks].map(|f| u8::from(f) + b'0');
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in self
             .q
@@ -276,7 +276,9 @@ fn encode_cursor(mode: SearchMode, key: f64, canvas: Uuid, block: Uuid, print: u
 impl Cursor {
     fn encode(&self, print: u64) -> String {
         match self {
-            Self::Text(a) => encode_cursor(SearchMode::Text, a.rank, a.canvas_id, a.block_id, print),
+            Self::Text(a) => {
+                encode_cursor(SearchMode::Text, a.rank, a.canvas_id, a.block_id, print)
+            }
             Self::Semantic(a) => encode_cursor(
                 SearchMode::Semantic,
                 a.distance,

@@ -375,7 +375,9 @@ async fn no_mode_ever_returns_a_block_the_caller_cannot_read() {
                 .filter_map(|i| i["canvas_title"].as_str())
                 .collect();
             assert!(
-                titles.iter().all(|t| !t.contains("Team") && !t.contains("Owner") && !t.contains("Leaver")),
+                titles
+                    .iter()
+                    .all(|t| !t.contains("Team") && !t.contains("Owner") && !t.contains("Leaver")),
                 "{name} {mode}: {titles:?}"
             );
         }
@@ -405,7 +407,12 @@ async fn usage_counts_the_worker_and_the_searches_for_the_caller_only() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let report = loop {
         let (status, report) = app
-            .call(Method::GET, "/api/v1/ai/usage", Some(me.access_token()), None)
+            .call(
+                Method::GET,
+                "/api/v1/ai/usage",
+                Some(me.access_token()),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{report}");
         if report["totals"]["embedded_texts"].as_i64() == Some(4) || Instant::now() > deadline {
@@ -420,7 +427,12 @@ async fn usage_counts_the_worker_and_the_searches_for_the_caller_only() {
     assert!(item["workspace_id"].is_null());
 
     let (_, theirs) = app
-        .call(Method::GET, "/api/v1/ai/usage", Some(other.access_token()), None)
+        .call(
+            Method::GET,
+            "/api/v1/ai/usage",
+            Some(other.access_token()),
+            None,
+        )
         .await;
     assert_eq!(theirs["items"], serde_json::json!([]));
     assert_eq!(theirs["totals"]["embedded_texts"], 0);
@@ -430,7 +442,10 @@ async fn usage_counts_the_worker_and_the_searches_for_the_caller_only() {
 async fn a_reversed_or_overlong_usage_range_is_a_422() {
     let app = TestApp::spawn().await;
     let me = app.sign_up("me@example.org").await;
-    for query in ["from=2026-12-02&to=2026-12-01", "from=2020-01-01&to=2026-12-01"] {
+    for query in [
+        "from=2026-12-02&to=2026-12-01",
+        "from=2020-01-01&to=2026-12-01",
+    ] {
         let response = app
             .authed(
                 Method::GET,
@@ -443,7 +458,11 @@ async fn a_reversed_or_overlong_usage_range_is_a_422() {
         expect_problem(response, 422, "validation_failed").await;
     }
     let response = app
-        .authed(Method::GET, "/api/v1/ai/usage?from=yesterday", me.access_token())
+        .authed(
+            Method::GET,
+            "/api/v1/ai/usage?from=yesterday",
+            me.access_token(),
+        )
         .send()
         .await
         .unwrap();

@@ -1,1 +1,0 @@
-//! retrieval (in progress).
