@@ -12,6 +12,19 @@ use crate::settings::ProviderKind;
 /// Dimensions of the `vector(768)` column.
 pub const EMBEDDING_DIMENSIONS: usize = 768;
 
+/// Characters of a text that are embedded: about 2,000 tokens, within every provider's input
+/// limit (Gemini's is 2,048 tokens; the local model reads only the first 256 anyway). A block's
+/// meaning is in its beginning; the rest would be refused, not embedded.
+pub const MAX_EMBEDDED_CHARS: usize = 8_000;
+
+/// The part of `text` that is embedded: its first [`MAX_EMBEDDED_CHARS`] characters.
+pub fn embedded_part(text: &str) -> &str {
+    match text.char_indices().nth(MAX_EMBEDDED_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// What the text is for: some providers embed documents and queries differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -88,6 +101,13 @@ mod tests {
         assert!((e.as_slice()[1] - 0.8).abs() < 1e-6);
         assert!(e.as_slice()[2..].iter().all(|x| *x == 0.0));
         assert!((e.cosine(&e) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn only_the_first_characters_of_a_long_text_are_embedded() {
+        assert_eq!(embedded_part("short"), "short");
+        let long = "é".repeat(MAX_EMBEDDED_CHARS + 10);
+        assert_eq!(embedded_part(&long).chars().count(), MAX_EMBEDDED_CHARS);
     }
 
     #[test]

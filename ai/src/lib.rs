@@ -34,7 +34,7 @@ pub mod usage;
 pub mod worker;
 
 pub use chat::{ChatModel, ChatRequest, ChatResponse, ChatStream, StreamEvent};
-pub use embed::{Embedder, Embedding, Purpose, EMBEDDING_DIMENSIONS};
+pub use embed::{Embedder, Embedding, Purpose, EMBEDDING_DIMENSIONS, MAX_EMBEDDED_CHARS};
 pub use error::AiError;
 pub use metrics::AiMetrics;
 pub use setup::Providers;

@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::embed::{Embedder, Embedding, Purpose};
+use crate::embed::{embedded_part, Embedder, Embedding, Purpose};
 use crate::error::AiError;
 use crate::metrics::AiMetrics;
 use crate::queue::{self, Failure, Job, SourceKind};
@@ -542,7 +542,10 @@ async fn embed_call(
     groups: &[SameText],
     pass: &mut Pass,
 ) -> Result<Vec<Embedding>, AiError> {
-    let texts: Vec<String> = groups.iter().map(|g| g.text.clone()).collect();
+    let texts: Vec<String> = groups
+        .iter()
+        .map(|g| embedded_part(&g.text).to_owned())
+        .collect();
     pass.calls += 1;
     pass.texts_sent += texts.len();
     let vectors = embedder.embed(&texts, Purpose::Document).await?;

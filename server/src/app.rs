@@ -321,13 +321,17 @@ fn spawn_background_tasks(
     stop: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, EmailError> {
     let limits = Arc::clone(&state.auth_limits);
+    let ai = state.ai.clone();
     let stop_pruning = stop.clone();
     let mut tasks = vec![tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
                 () = stop_pruning.cancelled() => break,
-                _ = tick.tick() => limits.prune(),
+                _ = tick.tick() => {
+                    limits.prune();
+                    ai.prune();
+                }
             }
         }
     })];

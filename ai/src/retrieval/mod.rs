@@ -71,7 +71,7 @@ impl Default for RetrievalSettings {
     fn default() -> Self {
         Self {
             query_timeout: Duration::from_secs(3),
-            min_similarity: 0.25,
+            min_similarity: 0.2,
             hybrid_depth: 100,
         }
     }

@@ -119,8 +119,16 @@ pub struct AiArgs {
         default_value_t = 3_000
     )]
     pub ai_search_embed_timeout_ms: u64,
+    /// Query embeddings one user's searches may cost per minute; past it searches answer by
+    /// text (`fallback: rate_limited`) until the minute's budget refills.
+    #[arg(
+        long,
+        env = "POTENTIA_AI_SEARCH_EMBEDS_PER_MINUTE",
+        default_value_t = 120
+    )]
+    pub ai_search_embeds_per_minute: u32,
     /// Semantic matches below this cosine similarity are left out (0–1).
-    #[arg(long, env = "POTENTIA_AI_MIN_SIMILARITY", default_value_t = 0.25)]
+    #[arg(long, env = "POTENTIA_AI_MIN_SIMILARITY", default_value_t = 0.2)]
     pub ai_min_similarity: f64,
 }
 
@@ -145,6 +153,8 @@ pub enum AiConfigError {
 pub struct AiServerSettings {
     pub ai: AiSettings,
     pub retrieval: RetrievalSettings,
+    /// Query embeddings per user per minute (searches past it answer by text).
+    pub search_embeds_per_minute: u32,
 }
 
 impl Default for AiServerSettings {
@@ -158,6 +168,7 @@ impl Default for AiServerSettings {
                 worker: WorkerSettings::default(),
             },
             retrieval: RetrievalSettings::default(),
+            search_embeds_per_minute: 120,
         }
     }
 }
@@ -232,6 +243,10 @@ impl AiArgs {
             (
                 "POTENTIA_AI_SEARCH_EMBED_TIMEOUT_MS",
                 self.ai_search_embed_timeout_ms,
+            ),
+            (
+                "POTENTIA_AI_SEARCH_EMBEDS_PER_MINUTE",
+                u64::from(self.ai_search_embeds_per_minute),
             ),
         ] {
             if value == 0 {
@@ -333,6 +348,7 @@ impl AiArgs {
                 min_similarity: self.ai_min_similarity,
                 ..RetrievalSettings::default()
             },
+            search_embeds_per_minute: self.ai_search_embeds_per_minute,
         })
     }
 }

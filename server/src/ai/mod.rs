@@ -5,13 +5,17 @@
 pub mod config;
 pub mod routes;
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use potentia_ai::retrieval::Retriever;
 use potentia_ai::worker::EmbeddingWorker;
 use potentia_ai::{AiError, AiMetrics, ChatModel, Embedder, Providers};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use self::config::AiServerSettings;
 
@@ -24,6 +28,8 @@ pub struct AiState {
     pub embedder: Option<Arc<dyn Embedder>>,
     pub retriever: Retriever,
     pub metrics: AiMetrics,
+    /// Query embeddings per user: a paid provider's cost must not be one user's to run up.
+    query_embeds: Arc<DefaultKeyedRateLimiter<Uuid>>,
     settings: AiServerSettings,
 }
 
@@ -55,13 +61,28 @@ impl AiState {
             metrics.clone(),
             settings.retrieval.clone(),
         );
+        let quota = Quota::per_minute(
+            NonZeroU32::new(settings.search_embeds_per_minute).unwrap_or(NonZeroU32::MIN),
+        );
         Ok(Self {
             chat: providers.chat,
             embedder: providers.embedder,
             retriever,
             metrics,
+            query_embeds: Arc::new(RateLimiter::keyed(quota)),
             settings: settings.clone(),
         })
+    }
+
+    /// Takes one query embedding from `user`'s budget of the minute; false when it is spent.
+    pub fn take_query_embedding(&self, user: Uuid) -> bool {
+        self.query_embeds.check_key(&user).is_ok()
+    }
+
+    /// Forgets users whose budgets are full again, so memory stays bounded.
+    pub fn prune(&self) {
+        self.query_embeds.retain_recent();
+        self.query_embeds.shrink_to_fit();
     }
 
     /// The embedding worker, when an embedder is configured; it runs until `stop`.

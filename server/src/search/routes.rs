@@ -116,6 +116,8 @@ pub enum FallbackReason {
     EmbedderNotConfigured,
     /// The embedder failed or timed out; retry later for semantic results.
     EmbedderUnavailable,
+    /// The caller used up this minute's query embeddings (`POTENTIA_AI_SEARCH_EMBEDS_PER_MINUTE`).
+    RateLimited,
 }
 
 /// A page of results.
@@ -450,6 +452,12 @@ pub async fn search(
     let mut fallback = None;
     let text_after = match request.ranking()? {
         Ranking::Text(after) => after,
+        Ranking::Vector(_)
+            if retriever.has_embedder() && !state.ai.take_query_embedding(caller.id) =>
+        {
+            fallback = Some(FallbackReason::RateLimited);
+            None
+        }
         Ranking::Vector(ranking) => match retriever.embed_query(caller.id, &request.q).await {
             Ok(vector) => return ranked(&state, caller.id, &request, ranking, &vector).await,
             Err(err) => {
