@@ -343,17 +343,29 @@ fn marked(snippet: &str) -> String {
         .replace(MARK_END, "</mark>")
 }
 
+impl HitKind {
+    /// A title match has no block kind (and the nil UUID for a block id).
+    fn of(block_kind: Option<&String>) -> Self {
+        match block_kind {
+            Some(_) => Self::Block,
+            None => Self::Canvas,
+        }
+    }
+
+    /// The block id the answer shows: none for a title.
+    fn block_id(self, id: Uuid) -> Option<Uuid> {
+        (self == Self::Block).then_some(id)
+    }
+}
+
 impl From<TextHit> for SearchHit {
     fn from(hit: TextHit) -> Self {
-        let kind = match hit.block_kind {
-            Some(_) => HitKind::Block,
-            None => HitKind::Canvas,
-        };
+        let kind = HitKind::of(hit.block_kind.as_ref());
         Self {
             kind,
             canvas_id: hit.canvas_id,
             canvas_title: hit.canvas_title,
-            block_id: (kind == HitKind::Block).then_some(hit.block_id),
+            block_id: kind.block_id(hit.block_id),
             block_kind: hit.block_kind,
             snippet: marked(&hit.snippet),
             rank: hit.rank,
@@ -382,10 +394,7 @@ impl From<SemanticHit> for SearchHit {
 
 impl From<HybridHit> for SearchHit {
     fn from(hit: HybridHit) -> Self {
-        let kind = match hit.block_kind {
-            Some(_) => HitKind::Block,
-            None => HitKind::Canvas,
-        };
+        let kind = HitKind::of(hit.block_kind.as_ref());
         let signals = [
             (hit.text_rank.is_some(), Signal::Text),
             (hit.semantic_rank.is_some(), Signal::Semantic),
@@ -397,7 +406,7 @@ impl From<HybridHit> for SearchHit {
             kind,
             canvas_id: hit.canvas_id,
             canvas_title: hit.canvas_title,
-            block_id: (kind == HitKind::Block).then_some(hit.block_id),
+            block_id: kind.block_id(hit.block_id),
             block_kind: hit.block_kind,
             snippet: marked(&hit.snippet),
             rank: hit.score,

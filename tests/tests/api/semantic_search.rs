@@ -15,6 +15,13 @@ use uuid::Uuid;
 
 /// A server embedding with the fake OpenAI-compatible server.
 async fn spawn_with_fake() -> (TestApp, FakeOpenAi) {
+    spawn_with_fake_and(|_| {}).await
+}
+
+/// [`spawn_with_fake`], with the settings changed by `configure` too.
+async fn spawn_with_fake_and(
+    configure: impl FnOnce(&mut potentia_server::Settings),
+) -> (TestApp, FakeOpenAi) {
     let fake = FakeOpenAi::start().await;
     let base_url = fake.base_url();
     let app = TestApp::spawn_with(|s| {
@@ -29,6 +36,7 @@ async fn spawn_with_fake() -> (TestApp, FakeOpenAi) {
         s.ai.ai.worker.poll_interval = Duration::from_millis(50);
         s.ai.ai.resilience.max_attempts = 1;
         s.ai.ai.resilience.breaker_failures = 1000;
+        configure(s);
     })
     .await;
     (app, fake)
@@ -212,20 +220,7 @@ async fn a_failing_embedder_answers_by_text_with_a_flag_never_a_5xx() {
 
 #[tokio::test]
 async fn a_user_past_the_query_embedding_budget_is_answered_by_text() {
-    let fake = FakeOpenAi::start().await;
-    let base_url = fake.base_url();
-    let app = TestApp::spawn_with(|s| {
-        s.ai.ai.embeddings = Some(EmbeddingProviderSettings::OpenAi {
-            endpoint: RemoteEndpoint {
-                base_url,
-                api_key: None,
-                model: "fake-embedding".into(),
-            },
-            dimensions: None,
-        });
-        s.ai.search_embeds_per_minute = 2;
-    })
-    .await;
+    let (app, fake) = spawn_with_fake_and(|s| s.ai.search_embeds_per_minute = 2).await;
     let me = app.sign_up("me@example.org").await;
     let other = app.sign_up("other@example.org").await;
     for _ in 0..2 {
