@@ -6,7 +6,10 @@
 //!   compared (a materialized CTE keeps the planner off the HNSW index), so recall is 1.
 //! * **HNSW** otherwise: `hnsw.iterative_scan = relaxed_order` keeps scanning the graph until
 //!   enough rows pass the canvas filter, so a filtered query still returns `limit` rows; the
-//!   outer query re-sorts what the relaxed scan returned.
+//!   outer query re-sorts what the relaxed scan returned. The statement is planned for its own
+//!   values (`plan_cache_mode = force_custom_plan`): after five runs of a prepared statement
+//!   Postgres may switch to a generic plan, which for `canvas_id = any($1)` is an exact sort
+//!   (found by the benchmark: the "HNSW" plan had silently become exact).
 //!
 //! Only vectors of the query's model are compared (a model change is re-embedded by
 //! `potentia ai reindex`). Pages are keyset on `(distance, canvas_id, block_id)`.
@@ -163,7 +166,8 @@ pub async fn search_with_plan(
             let ef_search = (query.limit * 2).clamp(MIN_EF_SEARCH, 1000);
             sqlx::query!(
                 r#"select set_config('hnsw.ef_search', $1, true) as ef_search,
-                          set_config('hnsw.iterative_scan', 'relaxed_order', true) as iterative_scan"#,
+                          set_config('hnsw.iterative_scan', 'relaxed_order', true) as iterative_scan,
+                          set_config('plan_cache_mode', 'force_custom_plan', true) as plan_cache_mode"#,
                 ef_search.to_string()
             )
             .fetch_one(&mut *tx)

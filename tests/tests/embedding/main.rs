@@ -4,5 +4,6 @@
 
 mod failures;
 mod reindex;
+mod retrieval;
 mod support;
 mod worker;
