@@ -17,16 +17,9 @@ pub const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1b
 /// OpenAI's REST base, the default for the OpenAI-compatible providers.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
+/// A provider as the flags name it: the same four for chat and for embeddings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ChatProviderArg {
-    None,
-    Gemini,
-    Openai,
-    Local,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EmbeddingProviderArg {
+pub enum ProviderArg {
     None,
     Gemini,
     Openai,
@@ -42,7 +35,7 @@ pub struct AiArgs {
         value_enum,
         default_value = "none"
     )]
-    pub ai_chat_provider: ChatProviderArg,
+    pub ai_chat_provider: ProviderArg,
     /// Chat model name (default: `gemini-2.5-flash` for Gemini, `gpt-4o-mini` for OpenAI).
     #[arg(long, env = "POTENTIA_AI_CHAT_MODEL")]
     pub ai_chat_model: Option<String>,
@@ -59,7 +52,7 @@ pub struct AiArgs {
     /// Embedding provider; by default `local` when a local model folder is given, else `none`
     /// (search is text only).
     #[arg(long, env = "POTENTIA_AI_EMBEDDING_PROVIDER", value_enum)]
-    pub ai_embedding_provider: Option<EmbeddingProviderArg>,
+    pub ai_embedding_provider: Option<ProviderArg>,
     /// Embedding model name (default: `text-embedding-004` for Gemini, `text-embedding-3-small` for OpenAI).
     #[arg(long, env = "POTENTIA_AI_EMBEDDING_MODEL")]
     pub ai_embedding_model: Option<String>,
@@ -264,22 +257,25 @@ impl AiArgs {
             base_url_var: "POTENTIA_AI_CHAT_BASE_URL",
             key_var: "POTENTIA_AI_CHAT_API_KEY",
         };
-        let chat =
-            match self.ai_chat_provider {
-                ChatProviderArg::None => None,
-                ChatProviderArg::Gemini => Some(ChatProviderSettings::Gemini(
-                    chat_remote.endpoint(GEMINI_BASE_URL, "gemini-2.5-flash", true)?,
-                )),
-                ChatProviderArg::Openai => Some(ChatProviderSettings::OpenAi(
-                    chat_remote.endpoint(OPENAI_BASE_URL, "gpt-4o-mini", false)?,
-                )),
-                ChatProviderArg::Local => Some(ChatProviderSettings::Local {
-                    gguf: self
-                        .ai_chat_gguf
-                        .clone()
-                        .ok_or(AiConfigError::Missing("POTENTIA_AI_CHAT_GGUF"))?,
-                }),
-            };
+        let chat = match self.ai_chat_provider {
+            ProviderArg::None => None,
+            ProviderArg::Gemini => Some(ChatProviderSettings::Gemini(chat_remote.endpoint(
+                GEMINI_BASE_URL,
+                "gemini-2.5-flash",
+                true,
+            )?)),
+            ProviderArg::Openai => Some(ChatProviderSettings::OpenAi(chat_remote.endpoint(
+                OPENAI_BASE_URL,
+                "gpt-4o-mini",
+                false,
+            )?)),
+            ProviderArg::Local => Some(ChatProviderSettings::Local {
+                gguf: self
+                    .ai_chat_gguf
+                    .clone()
+                    .ok_or(AiConfigError::Missing("POTENTIA_AI_CHAT_GGUF"))?,
+            }),
+        };
         let embedding_remote = RemoteArgs {
             model: &self.ai_embedding_model,
             base_url: &self.ai_embedding_base_url,
@@ -291,16 +287,16 @@ impl AiArgs {
         let provider =
             self.ai_embedding_provider
                 .unwrap_or(if self.ai_embedding_model_dir.is_some() {
-                    EmbeddingProviderArg::Local
+                    ProviderArg::Local
                 } else {
-                    EmbeddingProviderArg::None
+                    ProviderArg::None
                 });
         let embeddings = match provider {
-            EmbeddingProviderArg::None => None,
-            EmbeddingProviderArg::Gemini => Some(EmbeddingProviderSettings::Gemini(
+            ProviderArg::None => None,
+            ProviderArg::Gemini => Some(EmbeddingProviderSettings::Gemini(
                 embedding_remote.endpoint(GEMINI_BASE_URL, "text-embedding-004", true)?,
             )),
-            EmbeddingProviderArg::Openai => {
+            ProviderArg::Openai => {
                 if let Some(d) = self.ai_embedding_dimensions {
                     if !(1..=768).contains(&d) {
                         return Err(AiConfigError::BadDimensions);
@@ -315,7 +311,7 @@ impl AiArgs {
                     dimensions: self.ai_embedding_dimensions,
                 })
             }
-            EmbeddingProviderArg::Local => Some(EmbeddingProviderSettings::Local {
+            ProviderArg::Local => Some(EmbeddingProviderSettings::Local {
                 model_dir: self
                     .ai_embedding_model_dir
                     .clone()
