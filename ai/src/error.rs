@@ -1,6 +1,7 @@
 //! The crate's one error type. `potentia-server` maps each variant to problem+json:
 //! [`AiError::NotConfigured`] → 503 `ai_not_configured`, [`AiError::Unavailable`] → 503
 //! `ai_unavailable` with `Retry-After`, [`AiError::Rejected`] → 422 `ai_rejected`,
+//! [`AiError::NotFound`] → 404, [`AiError::TurnInProgress`] → 409 `turn_in_progress`,
 //! [`AiError::Database`] → 500.
 //!
 //! Messages never carry an API key, a request body or a provider's raw response beyond a short,
@@ -33,6 +34,12 @@ pub enum AiError {
     /// A local model's files are missing or unreadable (at start, never per request).
     #[error("cannot load the local model at {path}: {reason}")]
     ModelLoad { path: String, reason: String },
+    /// A conversation, message or memory that does not exist or is not the caller's.
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// The same message (`client_message_id`) is being answered by another request right now.
+    #[error("this message is still being answered; retry in a moment")]
+    TurnInProgress,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -1,6 +1,8 @@
 //! Potentia's AI layer, framework-free like `potentia-sync`: it takes a database handle and plain
 //! types and returns [`AiError`]; `potentia-server` maps that to problem+json and mounts routes.
 //!
+//! * [`assistant`]: conversations, the judge / specialist / assessor pipeline, memories, roles,
+//!   tools and the chat jobs.
 //! * [`chat`]: the [`ChatModel`] trait — one completion, or a stream of deltas and tool calls.
 //! * [`embed`]: the [`Embedder`] trait — texts in, unit vectors of [`EMBEDDING_DIMENSIONS`] out.
 //! * [`providers`]: HTTP clients for Gemini and any OpenAI-compatible endpoint, behind
@@ -17,6 +19,7 @@
 //! * [`usage`]: tokens and embedded texts per user, workspace and day.
 //! * [`metrics`] holds the `potentia_ai_*` metrics.
 
+pub mod assistant;
 pub mod chat;
 pub mod embed;
 pub mod error;

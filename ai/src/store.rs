@@ -291,7 +291,7 @@ pub async fn delete<'e>(db: impl PgExecutor<'e>, keys: &[BlockKey]) -> sqlx::Res
 
 /// pgvector's text form of a vector. `f32`'s `Display` is the shortest text that parses back to
 /// the same value, so nothing is lost.
-fn vector_literal(embedding: &Embedding) -> String {
+pub fn vector_literal(embedding: &Embedding) -> String {
     let values = embedding.as_slice();
     let mut out = String::with_capacity(values.len() * 12 + 2);
     out.push('[');

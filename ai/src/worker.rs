@@ -16,9 +16,11 @@
 //!   ([`queue::fail`]: backoff, then a dead letter).
 //! * A database error: the batch is put back for a poll interval and the worker backs off.
 //!
-//! This build embeds blocks only: jobs of the `message` and `memory` kinds (their tables come
-//! with the chat work) are left queued, untouched, and logged once, so nothing is lost when the
-//! worker learns them.
+//! Jobs of the `message` and `memory` kinds (chat) take a simpler path
+//! ([`EmbeddingWorker::process_chat`]): their current texts are read, those whose vector is
+//! current are done, the rest are embedded in calls of at most the batch size and written to
+//! `message_embeddings` / `memory_embeddings`. A refused call fails its jobs; an outage defers
+//! them, as for blocks.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,6 +34,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::assistant::vectors;
 use crate::embed::{embedded_part, Embedder, Embedding, Purpose};
 use crate::error::AiError;
 use crate::metrics::AiMetrics;
@@ -57,7 +60,7 @@ const MIN_OUTAGE_WAIT: Duration = Duration::from_millis(50);
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The kinds this build embeds.
-const HANDLED_KINDS: [SourceKind; 1] = [SourceKind::Block];
+const HANDLED_KINDS: [SourceKind; 3] = [SourceKind::Block, SourceKind::Message, SourceKind::Memory];
 
 /// The provider could not answer a batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -265,11 +268,29 @@ impl EmbeddingWorker {
         }
     }
 
-    async fn process(&self, jobs: &[Job]) -> sqlx::Result<BatchReport> {
+    async fn process(&self, all: &[Job]) -> sqlx::Result<BatchReport> {
         let mut report = BatchReport {
-            claimed: jobs.len(),
+            claimed: all.len(),
             ..BatchReport::default()
         };
+        let (blocks, chat): (Vec<Job>, Vec<Job>) = all
+            .iter()
+            .cloned()
+            .partition(|job| job.source_kind == SourceKind::Block);
+        for kind in [SourceKind::Message, SourceKind::Memory] {
+            let of_kind: Vec<Job> = chat
+                .iter()
+                .filter(|j| j.source_kind == kind)
+                .cloned()
+                .collect();
+            if !of_kind.is_empty() {
+                self.process_chat(kind, &of_kind, &mut report).await?;
+            }
+        }
+        if blocks.is_empty() {
+            return Ok(report);
+        }
+        let jobs = blocks.as_slice();
         let keys: Vec<BlockKey> = jobs.iter().map(block_key).collect();
         let blocks = store::block_texts(&self.db, &keys).await?;
         let present: HashSet<BlockKey> = blocks.iter().map(|b| b.key).collect();
@@ -347,6 +368,115 @@ impl EmbeddingWorker {
             None => self.outages.store(0, Ordering::Relaxed),
         }
         Ok(report)
+    }
+}
+
+impl EmbeddingWorker {
+    /// Embeds the current texts of chat jobs (`message` or `memory`) of one kind.
+    async fn process_chat(
+        &self,
+        kind: SourceKind,
+        jobs: &[Job],
+        report: &mut BatchReport,
+    ) -> sqlx::Result<()> {
+        let model = self.embedder.model().to_owned();
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.source_id).collect();
+        let texts = vectors::texts(&self.db, kind, &ids, &model).await?;
+        let by_id: HashMap<Uuid, &Job> = jobs.iter().map(|j| (j.source_id, j)).collect();
+        let present: HashSet<Uuid> = texts.iter().map(|t| t.id).collect();
+        let mut done: Vec<&Job> = jobs
+            .iter()
+            .filter(|j| !present.contains(&j.source_id))
+            .collect();
+        report.removed += done.len();
+        let (current, todo): (Vec<_>, Vec<_>) = texts
+            .iter()
+            .filter(|t| !t.text.trim().is_empty())
+            .partition(|t| t.current);
+        report.unchanged += current.len();
+        done.extend(current.iter().filter_map(|t| by_id.get(&t.id).copied()));
+        report.removed += texts.iter().filter(|t| t.text.trim().is_empty()).count();
+        done.extend(
+            texts
+                .iter()
+                .filter(|t| t.text.trim().is_empty())
+                .filter_map(|t| by_id.get(&t.id).copied()),
+        );
+        let chunk = self
+            .settings
+            .batch_size
+            .min(self.embedder.max_batch())
+            .max(1);
+        let mut deltas: HashMap<Uuid, i64> = HashMap::new();
+        let mut rest = todo.as_slice();
+        while !rest.is_empty() {
+            let (call, later) = rest.split_at(chunk.min(rest.len()));
+            rest = later;
+            let input: Vec<String> = call
+                .iter()
+                .map(|t| embedded_part(&t.text).to_owned())
+                .collect();
+            report.calls += 1;
+            report.texts_sent += input.len();
+            self.metrics.embedded_texts.inc_by(input.len() as u64);
+            match self.embedder.embed(&input, Purpose::Document).await {
+                Ok(vectors) if vectors.len() == call.len() => {
+                    let rows: Vec<_> = call.iter().copied().zip(vectors).collect();
+                    vectors::upsert(&self.db, kind, &model, &rows).await?;
+                    report.embedded += call.len();
+                    for t in call {
+                        *deltas.entry(t.user_id).or_default() += 1;
+                    }
+                    done.extend(call.iter().filter_map(|t| by_id.get(&t.id).copied()));
+                }
+                Err(AiError::Rejected { reason, .. }) => {
+                    for t in call {
+                        if let Some(job) = by_id.get(&t.id) {
+                            match queue::fail(&self.db, job, &reason, &self.settings).await? {
+                                Failure::Retrying { .. } => report.retrying += 1,
+                                Failure::Dead => report.dead += 1,
+                                Failure::Superseded => {}
+                            }
+                        }
+                    }
+                }
+                other => {
+                    let reason = match other {
+                        Ok(v) => format!("{} vectors for {} texts", v.len(), call.len()),
+                        Err(err) => err.to_string(),
+                    };
+                    let wait = growing(self.settings.poll_interval, 1, self.max_outage_wait)
+                        .max(MIN_OUTAGE_WAIT);
+                    let pending: Vec<&Job> = call
+                        .iter()
+                        .chain(rest.iter())
+                        .filter_map(|t| by_id.get(&t.id).copied())
+                        .collect();
+                    report.deferred +=
+                        queue::defer(&self.db, pending, wait, &reason).await? as usize;
+                    report.outage = Some(Outage { reason, wait });
+                    break;
+                }
+            }
+        }
+        queue::complete(&self.db, done.iter().copied()).await?;
+        let day = Utc::now().date_naive();
+        let usage: Vec<UsageDelta> = deltas
+            .into_iter()
+            .map(|(user_id, texts)| UsageDelta {
+                user_id,
+                workspace_id: None,
+                day,
+                provider: self.embedder.provider(),
+                model: model.clone(),
+                requests: 1,
+                input_tokens: 0,
+                output_tokens: 0,
+                embedded_texts: texts,
+            })
+            .collect();
+        usage::record(&self.db, &usage).await?;
+        Ok(())
     }
 }
 

@@ -26,8 +26,8 @@ use crate::http::{problem_responses, route_not_found, REQUEST_ID_HEADER};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::{
-    ai, auth, blocks, calendars, canvas_sync, canvases, db, invitations, metrics, ops, search,
-    users, workspaces,
+    ai, auth, blocks, calendars, canvas_sync, canvases, conversations, db, invitations, memories,
+    metrics, ops, search, users, workspaces,
 };
 
 /// How long background tasks get to finish their current step once the server has stopped.
@@ -127,6 +127,31 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(search::routes::search))
         .routes(routes!(ai::routes::get_usage))
+        .routes(routes!(
+            conversations::routes::create_conversation,
+            conversations::routes::list_conversations
+        ))
+        .routes(routes!(
+            conversations::routes::get_conversation,
+            conversations::routes::rename_conversation,
+            conversations::routes::delete_conversation
+        ))
+        .routes(routes!(
+            conversations::routes::list_messages,
+            conversations::routes::post_message
+        ))
+        .routes(routes!(conversations::routes::list_contexts))
+        .routes(routes!(
+            memories::routes::list_memories,
+            memories::routes::create_memory
+        ))
+        .routes(routes!(
+            memories::routes::get_memory,
+            memories::routes::patch_memory,
+            memories::routes::delete_memory
+        ))
+        .routes(routes!(ai::roles::list_roles, ai::roles::create_role))
+        .routes(routes!(ai::roles::replace_role, ai::roles::delete_role))
         .routes(routes!(
             calendars::routes::create_calendar,
             calendars::routes::list_calendars
@@ -340,6 +365,9 @@ fn spawn_background_tasks(
         stop.clone(),
     )));
     if let Some(worker) = state.ai.worker(stop.clone()) {
+        tasks.push(tokio::spawn(worker));
+    }
+    if let Some(worker) = state.ai.chat_worker(stop.clone()) {
         tasks.push(tokio::spawn(worker));
     }
     match &state.settings.smtp {

@@ -161,6 +161,8 @@ impl ApiError {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
                 AiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                AiError::NotFound { .. } => StatusCode::NOT_FOUND,
+                AiError::TurnInProgress => StatusCode::CONFLICT,
                 AiError::ModelLoad { .. } | AiError::Database(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
@@ -189,6 +191,8 @@ impl ApiError {
                 AiError::NotConfigured { .. } => "ai_not_configured",
                 AiError::Unavailable { .. } => "ai_unavailable",
                 AiError::Rejected { .. } => "ai_rejected",
+                AiError::NotFound { .. } => "not_found",
+                AiError::TurnInProgress => "turn_in_progress",
                 AiError::ModelLoad { .. } | AiError::Database(_) => "internal",
             },
         }
@@ -238,6 +242,7 @@ impl IntoResponse for ApiError {
         }
         let retry_after = match &self {
             Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::Ai(AiError::TurnInProgress) => Some(1),
             // A client should come back when the provider may answer again (at least 1 s).
             Self::Ai(AiError::Unavailable { retry_after, .. }) => Some(
                 retry_after

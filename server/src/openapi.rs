@@ -21,6 +21,8 @@ use utoipa::{Modify, OpenApi};
         (name = "blocks", description = "A canvas's blocks as rows; writes go through the document"),
         (name = "search", description = "Text, semantic and hybrid search over the canvases the caller can read"),
         (name = "ai", description = "The AI layer: usage of chat and embedding providers"),
+        (name = "conversations", description = "Chat with the assistant: conversations, topics, messages (JSON or SSE) and workspace domain roles"),
+        (name = "memories", description = "What the assistant knows about the caller"),
         (name = "sync", description = "Real-time canvas documents: the y-websocket endpoint and its HTTP fallbacks"),
     )
 )]

@@ -23,7 +23,8 @@
 //!
 //! What a request gets, in order: a failure mode ([`FakeServer::fail_with`] until
 //! [`FakeServer::recover`], [`FakeServer::fail_for`] for a while), else the next scripted
-//! [`Reply`] ([`FakeServer::script`]), else the normal answer ([`FakeServer::set_reply`]).
+//! [`Reply`] ([`FakeServer::script`]), else the normal answer ([`FakeServer::set_reply`]);
+//! a [`FakeServer::set_responder`] answers chat requests from their body before the script.
 //! Shape switches: [`FakeServer::set_done_marker`], [`FakeServer::set_usage_null`],
 //! [`FakeServer::set_finish_reason`], [`FakeServer::set_thoughts`],
 //! [`FakeServer::set_sse_chunk_size`] and [`FakeServer::set_crlf`] (to split frames anywhere),
@@ -154,9 +155,14 @@ struct Settings {
     reverse_embeddings: bool,
 }
 
-#[derive(Debug, Default)]
+/// Answers a chat request from its JSON body, or leaves it to the script (`None`).
+pub type Responder = Arc<dyn Fn(&Value) -> Option<Reply> + Send + Sync>;
+
+#[derive(Default)]
 struct Control {
     requests: Vec<RecordedRequest>,
+    /// Consulted for chat requests before the script.
+    responder: Option<Responder>,
     script: VecDeque<Reply>,
     failing: Option<(u16, Option<String>)>,
     failing_until: Option<Instant>,
@@ -301,6 +307,15 @@ impl FakeServer {
     /// Queues a reply for the next request not caught by a failure mode.
     pub fn script(&self, reply: Reply) {
         lock(&self.shared.control).script.push_back(reply);
+    }
+
+    /// Answers chat requests with `responder` (from the request's JSON body) before the
+    /// script; a `None` from it falls through to the script and the normal answer.
+    pub fn set_responder(
+        &self,
+        responder: impl Fn(&Value) -> Option<Reply> + Send + Sync + 'static,
+    ) {
+        lock(&self.shared.control).responder = Some(Arc::new(responder));
     }
 
     /// The text of every normal answer.
@@ -477,6 +492,13 @@ async fn handle(
                 retry_after: None,
                 message: "the fake is down for a while".into(),
             }
+        } else if let Some(reply) = control
+            .responder
+            .clone()
+            .filter(|_| !matches!(endpoint, Endpoint::Embed))
+            .and_then(|answer| answer(&json_body))
+        {
+            reply
         } else if let Some(reply) = control.script.pop_front() {
             reply
         } else {

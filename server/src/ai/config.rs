@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use potentia_ai::assistant::judge::JudgeSettings;
+use potentia_ai::assistant::{AssistantSettings, ManualClock};
 use potentia_ai::retrieval::RetrievalSettings;
 use potentia_ai::settings::{
     AiSettings, ApiKey, ChatProviderSettings, EmbeddingProviderSettings, RemoteEndpoint,
@@ -123,6 +125,19 @@ pub struct AiArgs {
     /// Semantic matches below this cosine similarity are left out (0–1).
     #[arg(long, env = "POTENTIA_AI_MIN_SIMILARITY", default_value_t = 0.2)]
     pub ai_min_similarity: f64,
+    /// Chat turns one user may start per minute (past it: 429 with `Retry-After`).
+    #[arg(long, env = "POTENTIA_AI_TURNS_PER_MINUTE", default_value_t = 20)]
+    pub ai_turns_per_minute: u32,
+    /// Minutes after which a conversation's topic is idle: small talk never continues it, and
+    /// it is re-entered only when a message refers to it.
+    #[arg(long, env = "POTENTIA_AI_CONTEXT_IDLE_MINUTES", default_value_t = 360)]
+    pub ai_context_idle_minutes: u64,
+    /// The specialist prompt's budget in estimated tokens; what is cut first is in the README.
+    #[arg(long, env = "POTENTIA_AI_PROMPT_BUDGET_TOKENS", default_value_t = 6000)]
+    pub ai_prompt_budget_tokens: u64,
+    /// Tool rounds the specialist may take in one turn.
+    #[arg(long, env = "POTENTIA_AI_MAX_TOOL_ROUNDS", default_value_t = 4)]
+    pub ai_max_tool_rounds: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -148,6 +163,11 @@ pub struct AiServerSettings {
     pub retrieval: RetrievalSettings,
     /// Query embeddings per user per minute (searches past it answer by text).
     pub search_embeds_per_minute: u32,
+    /// Chat turns per user per minute.
+    pub turns_per_minute: u32,
+    pub assistant: AssistantSettings,
+    /// `None`: the wall clock. Tests give the pipeline a clock they move.
+    pub clock: Option<ManualClock>,
 }
 
 impl Default for AiServerSettings {
@@ -162,6 +182,9 @@ impl Default for AiServerSettings {
             },
             retrieval: RetrievalSettings::default(),
             search_embeds_per_minute: 120,
+            turns_per_minute: 20,
+            assistant: AssistantSettings::default(),
+            clock: None,
         }
     }
 }
@@ -240,6 +263,18 @@ impl AiArgs {
             (
                 "POTENTIA_AI_SEARCH_EMBEDS_PER_MINUTE",
                 u64::from(self.ai_search_embeds_per_minute),
+            ),
+            (
+                "POTENTIA_AI_TURNS_PER_MINUTE",
+                u64::from(self.ai_turns_per_minute),
+            ),
+            (
+                "POTENTIA_AI_CONTEXT_IDLE_MINUTES",
+                self.ai_context_idle_minutes,
+            ),
+            (
+                "POTENTIA_AI_PROMPT_BUDGET_TOKENS",
+                self.ai_prompt_budget_tokens,
             ),
         ] {
             if value == 0 {
@@ -345,6 +380,20 @@ impl AiArgs {
                 ..RetrievalSettings::default()
             },
             search_embeds_per_minute: self.ai_search_embeds_per_minute,
+            turns_per_minute: self.ai_turns_per_minute,
+            assistant: AssistantSettings {
+                judge: JudgeSettings {
+                    idle_limit: chrono::Duration::minutes(
+                        i64::try_from(self.ai_context_idle_minutes).unwrap_or(i64::MAX / 120),
+                    ),
+                    ..JudgeSettings::default()
+                },
+                prompt_budget_tokens: usize::try_from(self.ai_prompt_budget_tokens)
+                    .unwrap_or(usize::MAX),
+                max_tool_rounds: usize::try_from(self.ai_max_tool_rounds).unwrap_or(usize::MAX),
+                ..AssistantSettings::default()
+            },
+            clock: None,
         })
     }
 }

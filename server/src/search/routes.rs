@@ -540,6 +540,8 @@ fn fallback_reason(state: &AppState, err: &AiError) -> FallbackReason {
         AiError::Unavailable { .. }
         | AiError::Rejected { .. }
         | AiError::ModelLoad { .. }
+        | AiError::NotFound { .. }
+        | AiError::TurnInProgress
         | AiError::Database(_) => {
             tracing::warn!(error = %err, "search falls back to text: the query could not be embedded");
             state.ai.metrics.search_fallbacks.inc();

@@ -268,7 +268,7 @@ async fn usage_is_charged_to_the_blocks_writer_and_workspace_per_day() {
 }
 
 #[tokio::test]
-async fn jobs_of_unknown_sources_stay_queued_and_do_not_stop_the_worker() {
+async fn message_and_memory_jobs_whose_rows_are_gone_are_dropped_and_blocks_go_on() {
     let mut f = fixture().await;
     let conversation = Uuid::now_v7();
     queue::enqueue(
@@ -295,19 +295,16 @@ async fn jobs_of_unknown_sources_stay_queued_and_do_not_stop_the_worker() {
     // Still alive: a later block is embedded too, woken by a poke.
     let later = f.canvas.add("a later block").await;
     notify.notify_one();
-    // Both block jobs completed (a batch stopped half-way would leave its job leased).
     wait_for(|| async {
-        stored(&f.pool, f.canvas.id, later).await.is_some() && queued(&f.pool).await == 2
+        stored(&f.pool, f.canvas.id, later).await.is_some() && queued(&f.pool).await == 0
     })
     .await;
     stop.cancel();
     running.await.expect("the worker ended cleanly");
 
     let stats = queue::stats(&f.pool).await.unwrap();
-    assert_eq!(stats.waiting, 2);
-    assert_eq!(stats.by_kind[&SourceKind::Message].waiting, 1);
-    assert_eq!(stats.by_kind[&SourceKind::Memory].waiting, 1);
-    assert!(!stats.by_kind.contains_key(&SourceKind::Block));
+    assert_eq!(stats.waiting, 0);
+    // Only the blocks' texts were sent: the chat rows were gone, so nothing to embed.
     assert_eq!(f.texts_sent().len(), 2);
 }
 

@@ -1,0 +1,5 @@
+//! Chat end to end: a real server and Postgres, the fake OpenAI-compatible provider at the HTTP
+//! boundary answering as judge, specialist and assessor, and a clock the tests move.
+
+mod coffee;
+mod support;
