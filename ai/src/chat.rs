@@ -160,6 +160,17 @@ pub trait ChatModel: Send + Sync {
     /// The configured model name (`gemini-2.5-flash`, `gpt-4o-mini`, `smollm2-135m-instruct`).
     fn model(&self) -> &str;
 
+    /// Whether the model can call tools; a request with tools to one that cannot is rejected.
+    fn supports_tools(&self) -> bool {
+        true
+    }
+
+    /// The model's context window in tokens, when it is small enough to bound a prompt (local
+    /// models); `None` for the remote providers, whose windows exceed any prompt budget.
+    fn context_tokens(&self) -> Option<usize> {
+        None
+    }
+
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, AiError>;
 
     async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, AiError>;

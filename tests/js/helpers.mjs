@@ -84,9 +84,11 @@ export async function nextEvent (emitter, event, what, timeoutMs = DEFAULT_TIMEO
  * same port on every later start, so that clients reconnect to the address they know.
  */
 export class PotentiaServer {
-  constructor ({ databaseUrl = requiredEnv('DATABASE_URL'), bin = requiredEnv('POTENTIA_BIN') } = {}) {
+  /** `env`: more environment for the server process (e.g. the `POTENTIA_AI_*` flags). */
+  constructor ({ databaseUrl = requiredEnv('DATABASE_URL'), bin = requiredEnv('POTENTIA_BIN'), env = {} } = {}) {
     this.databaseUrl = databaseUrl
     this.bin = bin
+    this.extraEnv = env
     this.port = 0
     this.child = null
     this.exited = null
@@ -122,7 +124,8 @@ export class PotentiaServer {
         POTENTIA_AUTH_RATE_PER_IP: '10000',
         POTENTIA_AUTH_RATE_PER_ACCOUNT: '10000',
         RUST_LOG: process.env.POTENTIA_JS_RUST_LOG ?? 'info',
-        NO_COLOR: '1'
+        NO_COLOR: '1',
+        ...this.extraEnv
       },
       stdio: ['ignore', 'pipe', 'pipe']
     })
@@ -294,8 +297,9 @@ export class Fixture {
     this.servers = []
   }
 
-  async startServer () {
-    const server = new PotentiaServer()
+  /** `env`: more environment for the server process (see `PotentiaServer`). */
+  async startServer (env = {}) {
+    const server = new PotentiaServer({ env })
     this.servers.push(server)
     await server.start()
     return server
@@ -327,3 +331,4 @@ export class Fixture {
     if (failures.length) throw failures[0]
   }
 }
+

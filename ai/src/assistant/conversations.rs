@@ -423,9 +423,10 @@ pub async fn context_similarities<'e>(
     model: &str,
 ) -> sqlx::Result<Vec<(Uuid, f64)>> {
     let rows = sqlx::query!(
-        r#"select id, 1 - (embedding <=> $2::text::vector) as "similarity!"
-           from conversation_contexts
-           where conversation_id = $1 and embedding is not null and embedding_model = $3"#,
+        r#"with q as materialized (select $2::text::vector as v)
+           select c.id, 1 - (c.embedding <=> q.v) as "similarity!"
+           from conversation_contexts c, q
+           where c.conversation_id = $1 and c.embedding is not null and c.embedding_model = $3"#,
         conversation,
         embedding,
         model,
@@ -712,14 +713,18 @@ pub async fn related_messages<'e>(
     limit: i64,
 ) -> sqlx::Result<Vec<RelatedMessage>> {
     let rows = sqlx::query!(
-        r#"select m.conversation_id, m.role, m.text, m.created_at,
-                  1 - (e.embedding <=> $2::text::vector) as "similarity!"
-           from message_embeddings e
-           join conversation_messages m on m.id = e.message_id
-           where e.user_id = $1 and e.model = $3
-             and ($4::uuid is null or m.context_id <> $4)
-             and 1 - (e.embedding <=> $2::text::vector) >= $5
-           order by e.embedding <=> $2::text::vector
+        r#"with q as materialized (select $2::text::vector as v),
+           near as (
+               select e.message_id, e.embedding <=> q.v as distance
+               from message_embeddings e, q
+               where e.user_id = $1 and e.model = $3
+           )
+           select m.conversation_id, m.role, m.text, m.created_at,
+                  1 - near.distance as "similarity!"
+           from near
+           join conversation_messages m on m.id = near.message_id
+           where ($4::uuid is null or m.context_id <> $4) and 1 - near.distance >= $5
+           order by near.distance
            limit $6"#,
         user,
         embedding,

@@ -605,8 +605,15 @@ const SMALL_TALK_WORDS: &[&str] = &[
     "a",
 ];
 
+/// One line without control characters (NUL included), at most `max_chars` characters.
 fn one_line(text: &str, max_chars: usize) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
     if flat.chars().count() <= max_chars {
         flat
     } else {

@@ -446,15 +446,15 @@ pub async fn relevant<'e>(
     limit: i64,
 ) -> sqlx::Result<Vec<(Memory, Option<f64>)>> {
     let rows = sqlx::query!(
-        r#"select m.id, m.kind, m.text, m.valid_at, m.invalid_at, m.created_at, m.expired_at,
+        r#"with q as materialized (select $3::text::vector as v)
+           select m.id, m.kind, m.text, m.valid_at, m.invalid_at, m.created_at, m.expired_at,
                   m.origin, m.source_message_id, m.source_conversation_id,
-                  case when $3::text is null then null
-                       else 1 - (e.embedding <=> $3::text::vector) end as similarity
-           from memories m
+                  1 - (e.embedding <=> q.v) as similarity
+           from q, memories m
            left join memory_embeddings e on e.memory_id = m.id and e.model = $4
            where m.user_id = $1 and m.expired_at is null and m.valid_at <= $2
              and (m.invalid_at is null or m.invalid_at > $2)
-           order by (e.embedding <=> $3::text::vector) nulls last, m.created_at desc, m.id desc
+           order by (e.embedding <=> q.v) nulls last, m.created_at desc, m.id desc
            limit $5"#,
         user,
         at,

@@ -182,12 +182,13 @@ pub async fn nearest<'e>(
     model: &str,
 ) -> sqlx::Result<Option<(Role, f64)>> {
     let row = sqlx::query!(
-        r#"select id, workspace_id, name, description, prompt, created_at, updated_at,
-                  1 - (embedding <=> $2::text::vector) as "similarity!"
-           from ai_roles
-           where (workspace_id is null or workspace_id = $1) and embedding_model = $3
-             and embedding is not null
-           order by embedding <=> $2::text::vector, workspace_id nulls last
+        r#"with q as materialized (select $2::text::vector as v)
+           select r.id, r.workspace_id, r.name, r.description, r.prompt, r.created_at,
+                  r.updated_at, 1 - (r.embedding <=> q.v) as "similarity!"
+           from ai_roles r, q
+           where (r.workspace_id is null or r.workspace_id = $1) and r.embedding_model = $3
+             and r.embedding is not null
+           order by r.embedding <=> q.v, r.workspace_id nulls last
            limit 1"#,
         workspace,
         embedding,

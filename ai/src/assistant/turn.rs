@@ -43,6 +43,9 @@ use crate::error::AiError;
 use crate::retrieval::{semantic, Retriever, Scope};
 use crate::store::vector_literal;
 
+/// Topics of a conversation shown to the judge, the most recently active first.
+pub const MAX_JUDGED_CONTEXTS: usize = 20;
+
 /// Settings of the pipeline, with their documented defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssistantSettings {
@@ -73,8 +76,8 @@ impl Default for AssistantSettings {
             prompt_budget_tokens: 6_000,
             max_tool_rounds: 4,
             max_history: 50,
-            related_messages: 6,
-            related_min_similarity: 0.35,
+            related_messages: 10,
+            related_min_similarity: 0.25,
             blocks: 5,
             memories: 20,
             role_min_similarity: 0.3,
@@ -361,7 +364,6 @@ impl Assistant {
             request_id: request.request_id.clone(),
         };
         tokio::spawn(async move {
-            let _guard = guard;
             let _ = events
                 .send(TurnEvent::Context {
                     decision: decision.clone(),
@@ -394,6 +396,9 @@ impl Assistant {
                         "the server failed to answer this message".to_owned(),
                     ),
                 };
+                // Done before the client hears of the failure: a retry it sends at once answers
+                // the stored question instead of waiting for this turn (409 turn_in_progress).
+                drop(guard);
                 let _ = events
                     .send(TurnEvent::Error {
                         code: code.to_owned(),
@@ -482,7 +487,8 @@ impl Assistant {
         };
         let mut views = Vec::with_capacity(contexts.len());
         let mut recent = Vec::new();
-        for (i, context) in contexts.iter().enumerate() {
+        // The most recently active topics; older ones are re-entered only through retrieval.
+        for (i, context) in contexts.iter().take(MAX_JUDGED_CONTEXTS).enumerate() {
             let messages =
                 conversations::recent_in_context(db, context.id, settings.recent_messages as i64)
                     .await?;
@@ -616,7 +622,9 @@ impl Assistant {
     /// answer with its jobs, then the title.
     async fn answer(&self, a: Answer) -> Result<(), AiError> {
         let (mut request, report, role_name) = self.pack(&a).await?;
-        request.tools = tools::specs();
+        if a.chat.supports_tools() {
+            request.tools = tools::specs();
+        }
         let mut text = String::new();
         let mut records: Vec<ToolRecord> = Vec::new();
         let mut usage = Usage::default();
@@ -624,7 +632,8 @@ impl Assistant {
         let mut rounds = 0usize;
         let mut failure: Option<AiError> = None;
         'rounds: loop {
-            let offer_tools = rounds < self.inner.settings.max_tool_rounds;
+            let offer_tools =
+                rounds < self.inner.settings.max_tool_rounds && !request.tools.is_empty();
             if !offer_tools {
                 request.tools.clear();
             }
@@ -650,6 +659,8 @@ impl Assistant {
                 };
                 match next {
                     Some(Ok(StreamEvent::Delta(delta))) => {
+                        // Postgres refuses NUL in text: a model that sends one must not lose the turn.
+                        let delta = storable_text(&delta);
                         round_text.push_str(&delta);
                         if a.events
                             .send(TurnEvent::Delta { text: delta })
@@ -696,11 +707,11 @@ impl Assistant {
                     .await;
                 let outcome = a.host.run_tool(&a.context, &call).await;
                 let record = ToolRecord {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    arguments: call.arguments.clone(),
+                    id: storable_text(&call.id),
+                    name: storable_text(&call.name),
+                    arguments: storable(call.arguments.clone()),
                     ok: outcome.ok,
-                    result: outcome.content.clone(),
+                    result: storable(outcome.content.clone()),
                 };
                 let _ = a
                     .events
@@ -987,7 +998,22 @@ impl Assistant {
             history,
             message: text.to_owned(),
         };
-        let (request, report) = ContextPacker::new(settings.prompt_budget_tokens).pack(parts);
+        // A small context (a local model) holds the answer too: a quarter of it, and an eighth
+        // spare because the estimate is not the model's tokenizer.
+        let (budget, max_tokens) = match a.chat.context_tokens() {
+            Some(window) => {
+                let answer = (window / 4).min(1024);
+                (
+                    settings
+                        .prompt_budget_tokens
+                        .min(window - answer - window / 8),
+                    answer,
+                )
+            }
+            None => (settings.prompt_budget_tokens, 1024),
+        };
+        let (mut request, report) = ContextPacker::new(budget).pack(parts);
+        request.max_tokens = Some(max_tokens as u32);
         Ok((request, report, role.map(|r| r.name)))
     }
 
@@ -1076,6 +1102,25 @@ fn replayed(question: Message, answer: Message) -> TurnResult {
         tool_calls,
         replayed: true,
         prompt: None,
+    }
+}
+
+/// `text` without NUL, which Postgres refuses in `text` and `jsonb`.
+pub fn storable_text(text: &str) -> String {
+    text.replace('\0', "")
+}
+
+/// `value` with every NUL removed from its strings and keys.
+pub fn storable(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(storable_text(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (storable_text(&k), storable(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 

@@ -418,6 +418,14 @@ impl ChatModel for SmolLmChat {
         SMOLLM_MODEL_NAME
     }
 
+    fn supports_tools(&self) -> bool {
+        false
+    }
+
+    fn context_tokens(&self) -> Option<usize> {
+        Some(SMOLLM_CONTEXT_TOKENS)
+    }
+
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, AiError> {
         let started = Instant::now();
         let prepared = self

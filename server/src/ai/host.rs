@@ -63,9 +63,16 @@ fn uuid_arg(arguments: &Value, name: &str) -> Result<Uuid, ToolOutcome> {
         })
 }
 
-fn text_arg<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, ToolOutcome> {
+/// A text argument without control characters other than newline and tab (Postgres refuses
+/// NUL, and nothing else belongs in a canvas or a calendar).
+fn text_arg(arguments: &Value, name: &str) -> Result<String, ToolOutcome> {
     arguments[name]
         .as_str()
+        .map(|s| {
+            s.chars()
+                .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+                .collect::<String>()
+        })
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| ToolOutcome::refused("invalid_arguments", format!("`{name}` is required")))
 }
@@ -113,6 +120,7 @@ impl ServerHost {
         arguments: &Value,
     ) -> Result<ToolOutcome, ToolOutcome> {
         let q = text_arg(arguments, "query")?;
+        let q = q.as_str();
         let limit = arguments["limit"].as_u64().unwrap_or(8).clamp(1, 20) as usize;
         let retriever = &self.state.ai.retriever;
         let hits: Vec<Value> = if retriever.has_embedder() {
@@ -177,6 +185,7 @@ impl ServerHost {
     ) -> Result<ToolOutcome, ToolOutcome> {
         let canvas = uuid_arg(arguments, "canvas_id")?;
         let markdown = text_arg(arguments, "markdown")?;
+        let markdown = markdown.as_str();
         if markdown.len() > MAX_ADD_BYTES {
             return Err(ToolOutcome::refused(
                 "too_large",
@@ -211,6 +220,7 @@ impl ServerHost {
     ) -> Result<ToolOutcome, ToolOutcome> {
         let canvas = uuid_arg(arguments, "canvas_id")?;
         let text = text_arg(arguments, "text")?;
+        let text = text.as_str();
         let mut props = serde_json::Map::new();
         props.insert("checked".into(), Value::Bool(false));
         if let Some(due) = arguments["due_at"]
@@ -272,6 +282,7 @@ impl ServerHost {
         arguments: &Value,
     ) -> Result<ToolOutcome, ToolOutcome> {
         let title = text_arg(arguments, "title")?;
+        let title = title.as_str();
         let start = instant_arg(arguments, "start_at")?;
         let end = instant_arg(arguments, "end_at")?;
         let calendar = match arguments.get("calendar_id").filter(|v| !v.is_null()) {

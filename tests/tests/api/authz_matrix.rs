@@ -4,8 +4,10 @@
 //! owner, an admin, a member and a viewer; a canvas in it with a direct editor and a direct
 //! viewer; an outsider; and an anonymous caller. The workspace also has a calendar (created by
 //! the owner) with a weekly schedule, one exception, an email guest and an ICS feed; the canvas
-//! editor holds an `editor` subscription on it and the canvas viewer a `free_busy` one. The matrix must name every route the router
-//! serves, so a new route without a row fails this test.
+//! editor holds an `editor` subscription on it and the canvas viewer a `free_busy` one. The
+//! owner has a conversation (tied to the workspace) and a memory; the workspace has an AI role of
+//! its own. The server has no chat provider, so a turn its owner may take answers 503. The
+//! matrix must name every route the router serves, so a new route without a row fails this test.
 
 use std::collections::BTreeSet;
 
@@ -46,6 +48,12 @@ struct Scenario {
     /// A guest of `schedule` invited by email.
     email_guest: Uuid,
     feed_token: String,
+    /// The owner's conversation, tied to the workspace; visible to the owner only.
+    conversation: Uuid,
+    /// The owner's memory.
+    memory: Uuid,
+    /// A role the workspace defined.
+    ai_role: Uuid,
 }
 
 fn token_for(user: Uuid) -> String {
@@ -210,8 +218,42 @@ async fn scenario(db: &PgPool) -> Scenario {
         .await
         .unwrap();
     }
+    let conversation = Uuid::now_v7();
+    sqlx::query(
+        "insert into conversations (id, user_id, workspace_id, title, title_source, created_at, last_activity_at)
+         values ($1, $2, $3, 'Plans', 'user', now(), now())",
+    )
+    .bind(conversation)
+    .bind(users[0].0)
+    .bind(workspace)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let memory = Uuid::now_v7();
+    sqlx::query(
+        "insert into memories (id, user_id, kind, text, valid_at, created_at, origin)
+         values ($1, $2, 'fact', 'Works on the Matrix plan', now(), now(), 'user')",
+    )
+    .bind(memory)
+    .bind(users[0].0)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let ai_role = Uuid::now_v7();
+    sqlx::query(
+        "insert into ai_roles (id, workspace_id, name, description, prompt)
+         values ($1, $2, 'reviewer', 'reviews plans', 'Act as a reviewer.')",
+    )
+    .bind(ai_role)
+    .bind(workspace)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     Scenario {
+        conversation,
+        memory,
+        ai_role,
         calendar,
         schedule,
         email_guest,
@@ -977,6 +1019,148 @@ fn rows() -> Vec<Row> {
                              "calendar_ids": [s.calendar], "user_ids": [s.users[0].0] })
             ),
             [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        // Conversations: anyone signed in starts one; tying it to a workspace or canvas needs
+        // read access to it. A conversation is its owner's alone: everyone else gets 404.
+        row!(
+            M::POST,
+            "/api/v1/conversations",
+            |_| "/api/v1/conversations".into(),
+            |_| Some(json!({})),
+            [201, 201, 201, 201, 201, 201, 201, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/conversations",
+            |_| "/api/v1/conversations".into(),
+            |s| Some(json!({ "workspace_id": s.workspace })),
+            [201, 201, 201, 201, 404, 404, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/conversations",
+            |_| "/api/v1/conversations".into(),
+            |s| Some(json!({ "canvas_id": s.canvas })),
+            [201, 201, 201, 201, 201, 201, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/conversations",
+            |_| "/api/v1/conversations".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/conversations/{conversation_id}",
+            |s| format!("/api/v1/conversations/{}", s.conversation),
+            no_body,
+            [200, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/conversations/{conversation_id}",
+            |s| format!("/api/v1/conversations/{}", s.conversation),
+            |_| Some(json!({ "title": "Renamed" })),
+            [200, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/conversations/{conversation_id}",
+            |s| format!("/api/v1/conversations/{}", s.conversation),
+            no_body,
+            [204, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/conversations/{conversation_id}/messages",
+            |s| format!("/api/v1/conversations/{}/messages", s.conversation),
+            no_body,
+            [200, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        // No chat provider here: the owner is told so (503); the others cannot tell it exists.
+        row!(
+            M::POST,
+            "/api/v1/conversations/{conversation_id}/messages",
+            |s| format!("/api/v1/conversations/{}/messages", s.conversation),
+            |_| Some(json!({ "text": "hello", "client_message_id": "matrix-1" })),
+            [503, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/conversations/{conversation_id}/contexts",
+            |s| format!("/api/v1/conversations/{}/contexts", s.conversation),
+            no_body,
+            [200, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        // Memories: each caller's own; another's memory is 404.
+        row!(
+            M::GET,
+            "/api/v1/memories",
+            |_| "/api/v1/memories".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/memories",
+            |_| "/api/v1/memories".into(),
+            |_| Some(json!({ "kind": "preference", "text": "Likes short meetings" })),
+            [201, 201, 201, 201, 201, 201, 201, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/memories/{memory_id}",
+            |s| format!("/api/v1/memories/{}", s.memory),
+            no_body,
+            [200, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        row!(
+            M::PATCH,
+            "/api/v1/memories/{memory_id}",
+            |s| format!("/api/v1/memories/{}", s.memory),
+            |_| Some(json!({ "text": "Leads the Matrix plan" })),
+            [200, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/memories/{memory_id}",
+            |s| format!("/api/v1/memories/{}", s.memory),
+            no_body,
+            [204, 404, 404, 404, 404, 404, 404, 401]
+        ),
+        // AI roles of a workspace: any member reads them, admins change them.
+        row!(
+            M::GET,
+            "/api/v1/workspaces/{workspace_id}/ai-roles",
+            |s| format!("/api/v1/workspaces/{}/ai-roles", s.workspace),
+            no_body,
+            [200, 200, 200, 200, 404, 404, 404, 401]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/workspaces/{workspace_id}/ai-roles",
+            |s| format!("/api/v1/workspaces/{}/ai-roles", s.workspace),
+            |_| Some(
+                json!({ "name": "translator", "description": "translations between languages", "prompt": "Act as a translator." })
+            ),
+            [201, 201, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::PUT,
+            "/api/v1/workspaces/{workspace_id}/ai-roles/{role_id}",
+            |s| format!("/api/v1/workspaces/{}/ai-roles/{}", s.workspace, s.ai_role),
+            |_| Some(
+                json!({ "name": "reviewer", "description": "reviews plans and drafts", "prompt": "Act as a careful reviewer." })
+            ),
+            [200, 200, 403, 403, 404, 404, 404, 401]
+        ),
+        row!(
+            M::DELETE,
+            "/api/v1/workspaces/{workspace_id}/ai-roles/{role_id}",
+            |s| format!("/api/v1/workspaces/{}/ai-roles/{}", s.workspace, s.ai_role),
+            no_body,
+            [204, 204, 403, 403, 404, 404, 404, 401]
         ),
     ]
 }

@@ -54,6 +54,9 @@ pub struct Script {
     pub tool_calls: Vec<(String, Value)>,
     /// What the specialist answers.
     pub answer: String,
+    /// When set, every specialist request gets this reply instead of the scripted tool calls
+    /// and answer (`Reply::Endless`, `Reply::Delayed`, a `Reply::Status` failure, …).
+    pub specialist_reply: Option<Reply>,
 }
 
 impl Default for Script {
@@ -65,6 +68,7 @@ impl Default for Script {
             reconcile: None,
             tool_calls: Vec::new(),
             answer: "Here is what I think.".into(),
+            specialist_reply: None,
         }
     }
 }
@@ -184,6 +188,7 @@ fn answer(script: &Script, body: &Value) -> Option<Reply> {
             ))
         }
         Call::Title => Some(Reply::Text("Pour-over coffee".into())),
+        Call::Specialist if script.specialist_reply.is_some() => script.specialist_reply.clone(),
         Call::Specialist => {
             // One tool call per round while the script has them; then the answer.
             let rounds = body["messages"]
@@ -326,5 +331,62 @@ impl Chat {
 
     pub fn last_call(&self, kind: Call) -> Option<RecordedRequest> {
         self.calls(kind).pop()
+    }
+}
+
+impl Chat {
+    /// Posts a turn and hands back the response unread: `stream` asks for Server-Sent Events.
+    pub async fn post_turn(
+        &self,
+        conversation: Uuid,
+        text: &str,
+        client_id: &str,
+        stream: bool,
+    ) -> reqwest::Response {
+        let mut request = self
+            .app
+            .authed(
+                Method::POST,
+                &format!("/api/v1/conversations/{conversation}/messages"),
+                self.token(),
+            )
+            .json(&json!({"text": text, "client_message_id": client_id}));
+        if stream {
+            request = request.header(reqwest::header::ACCEPT, "text/event-stream");
+        }
+        request.send().await.expect("the turn request")
+    }
+
+    /// Every stored message of the conversation, oldest first.
+    pub async fn messages(&self, conversation: Uuid) -> Vec<Value> {
+        let (status, body) = self
+            .app
+            .call(
+                Method::GET,
+                &format!("/api/v1/conversations/{conversation}/messages?limit=100"),
+                Some(self.token()),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls the conversation's messages until `done` holds for them; returns them.
+    pub async fn messages_when(
+        &self,
+        conversation: Uuid,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let mut last = Vec::new();
+        for _ in 0..500 {
+            last = self.messages(conversation).await;
+            if done(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}; the messages: {last:#?}");
     }
 }

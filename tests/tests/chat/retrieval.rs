@@ -1,0 +1,353 @@
+//! What the specialist's prompt retrieves beyond the active topic: earlier messages from any of
+//! the user's conversations (dated), blocks of canvases the user can read (never others),
+//! today's agenda for a message about time or plans, the domain role, and the prompt budget.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::Duration;
+use potentia_tests::Session;
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::{Call, Chat};
+
+/// Says `text` and asserts the turn was answered.
+async fn say(chat: &Chat, conversation: Uuid, text: &str) -> Value {
+    let (status, turn) = chat.say(conversation, text).await;
+    assert_eq!(status, 201, "{turn}");
+    turn
+}
+
+/// The system prompt of the last specialist call.
+fn specialist_system(chat: &Chat) -> String {
+    let call = chat.last_call(Call::Specialist).expect("a specialist call");
+    call.body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The lines of the prompt section headed `## {title}` (empty when absent).
+fn section<'a>(prompt: &'a str, title: &str) -> Vec<&'a str> {
+    let heading = format!("## {title}");
+    prompt
+        .lines()
+        .skip_while(|l| !l.starts_with(&heading))
+        .skip(1)
+        .take_while(|l| !l.starts_with("## ") && !l.is_empty())
+        .collect()
+}
+
+fn id_of(body: &Value) -> Uuid {
+    body["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {body}"))
+}
+
+async fn post(chat: &Chat, token: &str, path: &str, body: Value) -> Value {
+    let (status, out) = chat
+        .app
+        .call(Method::POST, path, Some(token), Some(body))
+        .await;
+    assert_eq!(status, 201, "POST {path}: {out}");
+    out
+}
+
+async fn add_block(chat: &Chat, who: &Session, canvas: Uuid, text: &str) {
+    post(
+        chat,
+        who.access_token(),
+        &format!("/api/v1/canvases/{canvas}/blocks"),
+        json!({"type": "paragraph", "text": text}),
+    )
+    .await;
+}
+
+/// Waits until `n` blocks have their vectors.
+async fn wait_for_block_embeddings(chat: &Chat, n: i64) {
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    loop {
+        let stored: i64 = sqlx::query_scalar("select count(*) from block_embeddings")
+            .fetch_one(&chat.app.db)
+            .await
+            .expect("count block embeddings");
+        if stored >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {stored} of {n} blocks embedded"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_fact_stated_in_one_conversation_is_in_the_prompt_of_a_later_one_that_asks_about_it() {
+    let chat = Chat::start().await;
+    let earlier = chat.conversation().await;
+    say(
+        &chat,
+        earlier,
+        "My sister Marta lives in Porto and works as an architect",
+    )
+    .await;
+    chat.advance(Duration::days(3));
+
+    let later = chat.conversation().await;
+    say(
+        &chat,
+        later,
+        "What do you remember about my sister Marta in Porto?",
+    )
+    .await;
+    let prompt = specialist_system(&chat);
+    let related = section(&prompt, "Earlier messages that may be relevant");
+    assert!(
+        related.iter().any(|line| line.contains(
+            "3 days ago (Wednesday 2 December 2026) the user wrote: My sister Marta lives in Porto and works as an architect"
+        )),
+        "{prompt}"
+    );
+}
+
+#[tokio::test]
+async fn an_unrelated_earlier_message_is_not_retrieved() {
+    let chat = Chat::start().await;
+    let earlier = chat.conversation().await;
+    say(
+        &chat,
+        earlier,
+        "My sister Marta lives in Porto and works as an architect",
+    )
+    .await;
+    chat.advance(Duration::days(3));
+    let later = chat.conversation().await;
+    say(&chat, later, "Suggest a recipe using chickpeas").await;
+    let prompt = specialist_system(&chat);
+    assert!(!prompt.contains("Marta"), "{prompt}");
+}
+
+#[tokio::test]
+async fn a_block_of_a_canvas_the_user_cannot_read_is_never_in_any_prompt() {
+    let chat = Chat::start().await;
+    let bob = chat
+        .app
+        .sign_up(&format!("bob-{}@example.com", Uuid::now_v7()))
+        .await;
+    let vault = chat
+        .app
+        .create_canvas(bob.access_token(), None, "Bob's vault")
+        .await;
+    add_block(
+        &chat,
+        &bob,
+        vault,
+        "The vault combination is hidden under the quokka statue: QX-7731-SECRET",
+    )
+    .await;
+    let garden = chat
+        .app
+        .create_canvas(chat.token(), None, "Garden notes")
+        .await;
+    add_block(
+        &chat,
+        &chat.user,
+        garden,
+        "The quokka statue in the garden needs repainting before spring",
+    )
+    .await;
+    wait_for_block_embeddings(&chat, 2).await;
+
+    let conversation = chat.conversation().await;
+    say(
+        &chat,
+        conversation,
+        "Where is the combination hidden under the quokka statue?",
+    )
+    .await;
+
+    let prompt = specialist_system(&chat);
+    let blocks = section(&prompt, "From the user's canvases");
+    assert!(
+        blocks.iter().any(|line| line.contains(
+            "[Garden notes] The quokka statue in the garden needs repainting before spring"
+        )),
+        "the user's own block is retrieved: {prompt}"
+    );
+    let chat_requests: Vec<String> = chat
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/chat/completions"))
+        .map(|r| r.body.to_string())
+        .collect();
+    assert!(!chat_requests.is_empty());
+    for body in &chat_requests {
+        assert!(
+            !body.contains("QX-7731") && !body.contains("Bob's vault"),
+            "another user's block reached the model: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn todays_agenda_is_in_the_prompt_of_a_message_about_plans_only() {
+    let chat = Chat::start().await;
+    let calendar = id_of(
+        &post(
+            &chat,
+            chat.token(),
+            "/api/v1/calendars",
+            json!({"name": "Home", "time_zone": "UTC"}),
+        )
+        .await,
+    );
+    let schedules = format!("/api/v1/calendars/{calendar}/schedules");
+    // The clock reads Wednesday 2 December 2026, 09:00 UTC.
+    post(
+        &chat,
+        chat.token(),
+        &schedules,
+        json!({"title": "Dentist appointment with Dr Quill",
+               "start": "2026-12-02T14:00:00Z", "end": "2026-12-02T15:00:00Z",
+               "time_zone": "UTC"}),
+    )
+    .await;
+    post(
+        &chat,
+        chat.token(),
+        &schedules,
+        json!({"title": "Team offsite",
+               "start": "2026-12-03T09:00:00Z", "end": "2026-12-03T17:00:00Z",
+               "time_zone": "UTC"}),
+    )
+    .await;
+
+    let conversation = chat.conversation().await;
+    say(&chat, conversation, "what's on my calendar today?").await;
+    let prompt = specialist_system(&chat);
+    let agenda = section(&prompt, "Today's agenda");
+    assert_eq!(
+        agenda,
+        ["- Wed 2 Dec 14:00–15:00: Dentist appointment with Dr Quill"],
+        "{prompt}"
+    );
+
+    chat.advance(Duration::minutes(5));
+    say(&chat, conversation, "Tell me a fun fact about octopuses").await;
+    let prompt = specialist_system(&chat);
+    assert!(!prompt.contains("Today's agenda"), "{prompt}");
+    assert!(!prompt.contains("Dentist"), "{prompt}");
+}
+
+#[tokio::test]
+async fn a_planning_message_takes_the_planner_role_and_a_greeting_takes_none() {
+    let chat = Chat::start().await;
+    let conversation = chat.conversation().await;
+    let turn = say(
+        &chat,
+        conversation,
+        "Help me plan my schedules, deadlines and meetings for the weeks ahead",
+    )
+    .await;
+    assert_eq!(turn["domain_role"], "planner", "{turn}");
+    assert_eq!(turn["assistant_message"]["domain_role"], "planner");
+    assert!(
+        specialist_system(&chat)
+            .contains("## Your role for this message: planner\nAct as a planner."),
+        "{}",
+        specialist_system(&chat)
+    );
+
+    chat.advance(Duration::minutes(5));
+    let turn = say(&chat, conversation, "hi").await;
+    assert!(turn["domain_role"].is_null(), "{turn}");
+    assert!(!specialist_system(&chat).contains("Your role for this message"));
+}
+
+#[tokio::test]
+async fn a_workspace_role_is_chosen_only_in_conversations_of_its_workspace() {
+    let chat = Chat::start().await;
+    let workspace = chat.app.create_workspace(chat.token(), "Wine club").await;
+    post(
+        &chat,
+        chat.token(),
+        &format!("/api/v1/workspaces/{workspace}/ai-roles"),
+        json!({
+            "name": "sommelier",
+            "description": "wine, grapes, vintages, cellars, tasting notes and pairing wine with food",
+            "prompt": "Act as a sommelier. Recommend wines by name and say why they suit the dish.",
+        }),
+    )
+    .await;
+    let question = "Which wine grapes and vintages go with pairing food?";
+
+    let in_workspace = id_of(
+        &post(
+            &chat,
+            chat.token(),
+            "/api/v1/conversations",
+            json!({"workspace_id": workspace}),
+        )
+        .await,
+    );
+    let turn = say(&chat, in_workspace, question).await;
+    assert_eq!(turn["domain_role"], "sommelier", "{turn}");
+    assert!(specialist_system(&chat)
+        .contains("## Your role for this message: sommelier\nAct as a sommelier."));
+
+    let personal = chat.conversation().await;
+    let turn = say(&chat, personal, question).await;
+    assert_ne!(turn["domain_role"], "sommelier", "{turn}");
+    assert!(!specialist_system(&chat).contains("sommelier"));
+}
+
+#[tokio::test]
+async fn over_the_prompt_budget_the_oldest_messages_are_cut_and_the_newest_kept() {
+    let chat = Chat::start_with(|s| s.ai.assistant.prompt_budget_tokens = 900).await;
+    let conversation = chat.conversation().await;
+    let filler = "The quick brown fox jumps over the lazy dog while the band plays on. ".repeat(5);
+    for i in 0..10 {
+        say(&chat, conversation, &format!("Entry {i:02}: {filler}")).await;
+        chat.advance(Duration::minutes(1));
+    }
+    let turn = say(&chat, conversation, &format!("Entry 10: {filler}")).await;
+
+    let report = &turn["prompt"];
+    assert_eq!(report["budget_tokens"], 900, "{report}");
+    assert!(
+        report["cut_history"].as_u64().unwrap_or_default() > 0,
+        "{report}"
+    );
+    assert!(
+        report["estimated_tokens"].as_u64().unwrap_or(u64::MAX) <= 900,
+        "{report}"
+    );
+    let call = chat.last_call(Call::Specialist).expect("a specialist call");
+    let messages: Vec<&str> = call.body["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .skip(1)
+                .map(|m| m["content"].as_str().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    // The history the report counts (less an assistant message left leading), then the new one.
+    assert!(
+        messages.len() as u64 <= report["history"].as_u64().unwrap_or_default() + 1,
+        "{report}"
+    );
+    assert!(messages.last().is_some_and(|m| m.starts_with("Entry 10")));
+    assert!(
+        messages.iter().any(|m| m.starts_with("Entry 09")),
+        "the newest history is kept: {messages:?}"
+    );
+    assert!(
+        !messages.iter().any(|m| m.starts_with("Entry 00")),
+        "the oldest history is cut: {messages:?}"
+    );
+}
