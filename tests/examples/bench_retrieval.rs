@@ -44,6 +44,7 @@ use potentia_ai::retrieval::hybrid::{self, HybridQuery};
 use potentia_ai::retrieval::semantic::{self, Plan, SemanticQuery, EXACT_SCAN_MAX};
 use potentia_ai::retrieval::{RetrievalSettings, Scope};
 use potentia_ai::settings::EmbeddingProviderSettings;
+use potentia_tests::bench::{ms, summary};
 use potentia_tests::{TestApp, TestDb};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -469,37 +470,6 @@ fn hex(bytes: &[u8]) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Statistics
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-struct Summary {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
-    n: usize,
-}
-
-fn summary(mut values: Vec<f64>) -> Summary {
-    values.sort_by(|a, b| a.total_cmp(b));
-    Summary {
-        p50: percentile(&values, 50.0),
-        p95: percentile(&values, 95.0),
-        p99: percentile(&values, 99.0),
-        max: values.last().copied().unwrap_or(f64::NAN),
-        n: values.len(),
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 // ---------------------------------------------------------------------------------------------
 // Part 1: semantic and hybrid search

@@ -5,6 +5,7 @@
 //! test gets a database cloned from a template migrated once per migration set, and dropped when
 //! the test ends. [`smtp`] is a real SMTP server for the email outbox's tests.
 
+pub mod bench;
 pub mod fake_ai;
 pub mod smtp;
 

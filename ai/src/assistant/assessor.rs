@@ -21,6 +21,7 @@ use super::conversations::{self, MessageRole};
 use super::jobs::{self, JobKind};
 use super::judge::{content_words, is_small_talk};
 use super::memories::{self, Memory, MemoryKind, NewMemory, Origin, MAX_MEMORY_CHARS};
+use super::text::{one_line, parse_json};
 use super::turn::Assistant;
 use crate::chat::{ChatMessage, ChatRequest, ResponseSchema};
 use crate::embed::Purpose;
@@ -162,7 +163,9 @@ pub async fn assess(assistant: &Assistant, message: Uuid) -> Result<AssessReport
             clean(&parsed.summary, MAX_SUMMARY_CHARS)
         };
         let mut changes = Vec::new();
-        if extract {
+        // A user at the cap learns nothing more until they forget something.
+        let room = memories::count(db, user).await? < memories::MAX_MEMORIES_PER_USER;
+        if extract && room {
             let mut seen = Vec::new();
             for memory in parsed.memories.into_iter().take(MAX_EXTRACTED) {
                 let text = clean(&memory.text, MAX_MEMORY_CHARS);
@@ -474,16 +477,6 @@ fn reconcile_request(memory: &Extracted, candidates: &[&Memory]) -> ChatRequest 
     }
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(text: &str) -> Option<T> {
-    let trimmed = text.trim();
-    let json = trimmed
-        .strip_prefix("```json")
-        .or_else(|| trimmed.strip_prefix("```"))
-        .and_then(|t| t.strip_suffix("```"))
-        .unwrap_or(trimmed);
-    serde_json::from_str(json.trim()).ok()
-}
-
 /// Without a usable summary from the model: the old one with the new question appended, cut.
 fn fallback_summary(before: &str, question: &str) -> String {
     let joined = if before.trim().is_empty() {
@@ -498,14 +491,7 @@ fn fallback_summary(before: &str, question: &str) -> String {
 
 /// One line of text without control characters (NUL included), at most `max` characters.
 fn clean(text: &str, max: usize) -> String {
-    let flat: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    flat.chars().take(max).collect()
+    one_line(text, max).trim_end_matches('…').to_owned()
 }
 
 #[cfg(test)]

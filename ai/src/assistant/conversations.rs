@@ -233,6 +233,16 @@ pub async fn create(db: &mut PgConnection, new: &NewConversation) -> sqlx::Resul
     Ok(row.into())
 }
 
+/// How many conversations `user` has.
+pub async fn count<'e>(db: impl PgExecutor<'e>, user: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from conversations where user_id = $1"#,
+        user
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// `user`'s conversation `id`; `None` when it does not exist or is someone else's.
 pub async fn find<'e>(
     db: impl PgExecutor<'e>,
@@ -398,17 +408,36 @@ pub async fn delete(
     }))
 }
 
-/// The conversation's contexts, most recently active first.
+/// Whether `context` is one of `conversation`'s topics.
+pub async fn has_context<'e>(
+    db: impl PgExecutor<'e>,
+    conversation: Uuid,
+    context: Uuid,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from conversation_contexts
+                          where id = $1 and conversation_id = $2) as "exists!""#,
+        context,
+        conversation,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The conversation's contexts, most recently active first, at most `limit`.
 pub async fn contexts<'e>(
     db: impl PgExecutor<'e>,
     conversation: Uuid,
+    limit: i64,
 ) -> sqlx::Result<Vec<Context>> {
     sqlx::query_as!(
         Context,
         r#"select id, conversation_id, summary, started_at, last_active_at, message_count
            from conversation_contexts where conversation_id = $1
-           order by last_active_at desc, id desc"#,
+           order by last_active_at desc, id desc
+           limit $2"#,
         conversation,
+        limit,
     )
     .fetch_all(db)
     .await

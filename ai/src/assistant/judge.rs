@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::clock::ago_in_words;
+use super::text::{one_line, parse_json};
 use crate::chat::ChatMessage;
 use crate::chat::{ChatRequest, ResponseSchema};
 
@@ -207,13 +208,7 @@ to it.";
 
 /// Parses the model's answer; `None` for anything that is not the schema's JSON.
 pub fn parse_answer(text: &str) -> Option<ModelAnswer> {
-    let trimmed = text.trim();
-    let json = trimmed
-        .strip_prefix("```json")
-        .or_else(|| trimmed.strip_prefix("```"))
-        .and_then(|t| t.strip_suffix("```"))
-        .unwrap_or(trimmed);
-    serde_json::from_str(json.trim()).ok()
+    parse_json(text)
 }
 
 /// Applies the rules of the module's table to the model's answer (`None`: the call failed or
@@ -604,24 +599,6 @@ const SMALL_TALK_WORDS: &[&str] = &[
     "the",
     "a",
 ];
-
-/// One line without control characters (NUL included), at most `max_chars` characters.
-fn one_line(text: &str, max_chars: usize) -> String {
-    let flat: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    if flat.chars().count() <= max_chars {
-        flat
-    } else {
-        let mut cut: String = flat.chars().take(max_chars).collect();
-        cut.push('…');
-        cut
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,8 @@ use crate::store::content_hash;
 
 /// The longest memory, in characters.
 pub const MAX_MEMORY_CHARS: usize = 2000;
+/// Memories a user may have (valid or not; forgetting frees room).
+pub const MAX_MEMORIES_PER_USER: i64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -377,6 +379,16 @@ pub async fn forget<'e>(db: impl PgExecutor<'e>, user: Uuid, id: Uuid) -> sqlx::
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// How many memory rows `user` has (expired rows of edits included).
+pub async fn count<'e>(db: impl PgExecutor<'e>, user: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "n!" from memories where user_id = $1"#,
+        user
+    )
+    .fetch_one(db)
+    .await
 }
 
 pub async fn find<'e>(

@@ -15,6 +15,7 @@ pub mod judge;
 pub mod memories;
 pub mod packer;
 pub mod roles;
+pub mod text;
 pub mod tools;
 pub mod turn;
 pub mod vectors;

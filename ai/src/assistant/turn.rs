@@ -343,17 +343,7 @@ impl Assistant {
                 }
             }
         };
-        let decision: Decision = question
-            .decision
-            .clone()
-            .and_then(|d| serde_json::from_value(d).ok())
-            .unwrap_or(Decision {
-                decision: DecisionKind::Continue,
-                context_id: Some(question.context_id),
-                reason: String::new(),
-                source: DecisionSource::Fallback,
-                proposed: None,
-            });
+        let decision = decision_of(&question);
 
         let (events, receiver) = mpsc::channel(64);
         let this = self.clone();
@@ -477,7 +467,8 @@ impl Assistant {
     ) -> Result<Decision, AiError> {
         let db = &self.inner.db;
         let settings = &self.inner.settings.judge;
-        let contexts = conversations::contexts(db, conversation.id).await?;
+        let contexts =
+            conversations::contexts(db, conversation.id, MAX_JUDGED_CONTEXTS as i64).await?;
         let similarities = match vector {
             Some(v) => {
                 conversations::context_similarities(db, conversation.id, &v.literal, &v.model)
@@ -488,7 +479,7 @@ impl Assistant {
         let mut views = Vec::with_capacity(contexts.len());
         let mut recent = Vec::new();
         // The most recently active topics; older ones are re-entered only through retrieval.
-        for (i, context) in contexts.iter().take(MAX_JUDGED_CONTEXTS).enumerate() {
+        for (i, context) in contexts.iter().enumerate() {
             let messages =
                 conversations::recent_in_context(db, context.id, settings.recent_messages as i64)
                     .await?;
@@ -563,10 +554,15 @@ impl Assistant {
         {
             return Ok(None);
         }
-        let existing = conversations::contexts(&mut *tx, conversation.id).await?;
-        let context_id = match decision.context_id {
-            Some(id) if existing.iter().any(|c| c.id == id) => id,
-            _ => {
+        let chosen = match decision.context_id {
+            Some(id) if conversations::has_context(&mut *tx, conversation.id, id).await? => {
+                Some(id)
+            }
+            _ => None,
+        };
+        let context_id = match chosen {
+            Some(id) => id,
+            None => {
                 // `new`, or a context deleted meanwhile.
                 let context = conversations::create_context(&mut tx, conversation.id, now).await?;
                 if decision.decision != DecisionKind::New {
@@ -1081,8 +1077,10 @@ struct StoredAnswer {
     title_queued: bool,
 }
 
-fn replayed(question: Message, answer: Message) -> TurnResult {
-    let decision = question
+/// The decision stored on a user message; one that does not parse reads as a fallback
+/// `continue` in the message's own context.
+fn decision_of(question: &Message) -> Decision {
+    question
         .decision
         .clone()
         .and_then(|d| serde_json::from_value(d).ok())
@@ -1092,7 +1090,11 @@ fn replayed(question: Message, answer: Message) -> TurnResult {
             reason: String::new(),
             source: DecisionSource::Fallback,
             proposed: None,
-        });
+        })
+}
+
+fn replayed(question: Message, answer: Message) -> TurnResult {
+    let decision = decision_of(&question);
     let tool_calls = tool_records(&answer.tool_calls);
     TurnResult {
         domain_role: answer.domain_role.clone(),

@@ -36,6 +36,10 @@ pub const MAX_MESSAGE_CHARS: usize = 8_000;
 pub const MAX_TITLE_CHARS: usize = 200;
 /// The longest `client_message_id`, in characters.
 pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 200;
+/// Conversations one user may keep.
+pub const MAX_CONVERSATIONS_PER_USER: i64 = 10_000;
+/// Topics `GET …/contexts` lists, the most recently active first.
+pub const MAX_LISTED_CONTEXTS: i64 = 200;
 
 /// A conversation with the assistant.
 #[derive(Debug, Serialize, ToSchema)]
@@ -220,6 +224,7 @@ async fn owned(state: &AppState, caller: &AuthUser, id: Uuid) -> ApiResult<Conve
 #[utoipa::path(post, path = "/api/v1/conversations", tag = "conversations", security(("bearer" = [])),
     request_body = CreateConversation,
     responses((status = 201, body = ConversationOut), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "Too many conversations", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_conversation(
     State(state): State<AppState>,
@@ -235,6 +240,12 @@ pub async fn create_conversation(
     }
     if let Some(canvas) = body.canvas_id {
         require_canvas(&mut *tx, caller.id, canvas, Access::Read).await?;
+    }
+    if store::count(&mut *tx, caller.id).await? >= MAX_CONVERSATIONS_PER_USER {
+        return Err(ApiError::conflict(
+            "too_many_conversations",
+            format!("a user may keep at most {MAX_CONVERSATIONS_PER_USER} conversations; delete some first"),
+        ));
     }
     let conversation = store::create(
         &mut tx,
@@ -383,7 +394,7 @@ pub async fn list_messages(
     })))
 }
 
-/// The conversation's topics, most recently active first.
+/// The conversation's topics, most recently active first (the latest 200).
 #[utoipa::path(get, path = "/api/v1/conversations/{conversation_id}/contexts", tag = "conversations", security(("bearer" = [])),
     params(("conversation_id" = Uuid, Path)),
     responses((status = 200, body = Vec<ContextOut>), (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -393,7 +404,7 @@ pub async fn list_contexts(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<ApiJson<Vec<ContextOut>>> {
     owned(&state, &caller, id).await?;
-    let contexts = store::contexts(&state.db, id)
+    let contexts = store::contexts(&state.db, id, MAX_LISTED_CONTEXTS)
         .await?
         .into_iter()
         .map(|c| ContextOut {

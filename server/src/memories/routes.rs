@@ -163,7 +163,8 @@ pub async fn list_memories(
 /// States a memory.
 #[utoipa::path(post, path = "/api/v1/memories", tag = "memories", security(("bearer" = [])),
     request_body = CreateMemory,
-    responses((status = 201, body = MemoryOut), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = MemoryOut), (status = 409, description = "Too many memories", body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_memory(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -177,6 +178,15 @@ pub async fn create_memory(
     let text = text.ok_or_else(|| ApiError::invalid_field("text", "must not be empty"))?;
     let now = state.ai.assistant.now();
     let mut tx = state.db.begin().await?;
+    if store::count(&mut *tx, caller.id).await? >= store::MAX_MEMORIES_PER_USER {
+        return Err(ApiError::conflict(
+            "too_many_memories",
+            format!(
+                "a user may keep at most {} memories; forget some first",
+                store::MAX_MEMORIES_PER_USER
+            ),
+        ));
+    }
     let memory = store::add(
         &mut tx,
         &NewMemory {

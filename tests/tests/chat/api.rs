@@ -1260,3 +1260,69 @@ async fn every_mutation_writes_an_audit_row_with_its_actor_and_target() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_user_at_the_memory_cap_is_refused_a_new_memory_until_one_is_forgotten() {
+    let chat = Chat::start().await;
+    let user = chat.user.user_id();
+    sqlx::query(
+        "insert into memories (id, user_id, kind, text, valid_at, created_at, origin)
+         select gen_random_uuid(), $1, 'fact', 'filler ' || n, now(), now(), 'user'
+         from generate_series(1, $2) n",
+    )
+    .bind(user)
+    .bind(potentia_ai::assistant::memories::MAX_MEMORIES_PER_USER - 1)
+    .execute(&chat.app.db)
+    .await
+    .expect("fill memories");
+    let last = state_memory(&chat, "fact", "The last one that fits").await;
+    let (status, problem) = call(
+        &chat,
+        Method::POST,
+        "/api/v1/memories",
+        Some(json!({"text": "One too many"})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("too_many_memories")),
+        "{problem}"
+    );
+    let (status, _) = call(
+        &chat,
+        Method::DELETE,
+        &format!("/api/v1/memories/{}", id_of(&last)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    state_memory(&chat, "fact", "Room again").await;
+}
+
+#[tokio::test]
+async fn a_user_at_the_conversation_cap_is_refused_a_new_conversation() {
+    let chat = Chat::start().await;
+    sqlx::query(
+        "insert into conversations (id, user_id, created_at, last_activity_at)
+         select gen_random_uuid(), $1, now(), now() from generate_series(1, $2)",
+    )
+    .bind(chat.user.user_id())
+    .bind(potentia_server::conversations::routes::MAX_CONVERSATIONS_PER_USER)
+    .execute(&chat.app.db)
+    .await
+    .expect("fill conversations");
+    let before = conversation_rows(&chat).await;
+    let (status, problem) = call(
+        &chat,
+        Method::POST,
+        "/api/v1/conversations",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("too_many_conversations")),
+        "{problem}"
+    );
+    assert_eq!(conversation_rows(&chat).await, before);
+}

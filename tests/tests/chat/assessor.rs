@@ -446,11 +446,14 @@ async fn a_crash_between_the_answer_and_the_assessment_loses_nothing() {
     assert_eq!(queued, 1, "the assessment job outlived the server");
     assert!(memories(&chat, true).await.is_empty());
 
-    // The lease the stopped worker took runs out (as it would after `jobs::LEASE`).
-    sqlx::query("update chat_jobs set next_attempt_at = now()")
-        .execute(&chat.app.db)
-        .await
-        .expect("expire the lease");
+    // The leases the stopped workers took run out (as they would after `jobs::LEASE`): the
+    // assessment's, and the message embedding's if the embedding worker had claimed it.
+    for table in ["chat_jobs", "embedding_queue"] {
+        sqlx::query(&format!("update {table} set next_attempt_at = now()"))
+            .execute(&chat.app.db)
+            .await
+            .expect("expire the leases");
+    }
     chat.settle().await;
     let learned = memories(&chat, false).await;
     assert_eq!(texts(&learned), ["Prefers tea"]);

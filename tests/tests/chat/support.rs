@@ -317,7 +317,17 @@ impl Chat {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("the chat and embedding jobs did not finish");
+        let waiting: Vec<(String, String, i32, Option<String>)> = sqlx::query_as(
+            "select 'chat ' || kind, next_attempt_at::text, attempts, last_error from chat_jobs
+             where dead_at is null
+             union all
+             select 'embedding ' || source_kind, next_attempt_at::text, attempts, last_error
+             from embedding_queue where dead_at is null",
+        )
+        .fetch_all(&self.app.db)
+        .await
+        .expect("waiting jobs");
+        panic!("the chat and embedding jobs did not finish: {waiting:?}");
     }
 
     /// The requests of one kind the fake received, oldest first.
