@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use potentia_ai::assistant::conversations::{
-    self, MessageRole, MessageStatus, NewConversation, NewMessage,
+    self, MessageRole, MessageStatus, NewConversation, NewMessage, RelatedQuery,
 };
 use potentia_ai::assistant::packer::{self, AgendaItem, PERSONA};
 use potentia_ai::assistant::tools::{AssistantHost, AuditRecord, ToolContext, ToolOutcome};
@@ -1221,12 +1221,14 @@ async fn overhead_benchmark(sizes: &Sizes, report: &mut String) -> anyhow::Resul
         let t = Instant::now();
         conversations::related_messages(
             &db,
-            user,
-            &literal,
-            HashedEmbedder::MODEL,
-            None,
-            settings.related_min_similarity,
-            settings.related_messages as i64,
+            &RelatedQuery {
+                user,
+                embedding: &literal,
+                model: HashedEmbedder::MODEL,
+                exclude_context: None,
+                min_similarity: settings.related_min_similarity,
+                limit: settings.related_messages as i64,
+            },
         )
         .await?;
         related_ms.push(ms(t.elapsed()));
@@ -1632,14 +1634,17 @@ async fn recall_benchmark(model_dir: &std::path::Path, report: &mut String) -> a
                 .await?
                 .pop()
                 .context("no query vector")?;
+            let literal = vector_literal(&query);
             let ranking = conversations::related_messages(
                 &db,
-                user_id,
-                &vector_literal(&query),
-                MINILM_MODEL_NAME,
-                None,
-                -1.0,
-                100_000,
+                &RelatedQuery {
+                    user: user_id,
+                    embedding: &literal,
+                    model: MINILM_MODEL_NAME,
+                    exclude_context: None,
+                    min_similarity: -1.0,
+                    limit: 100_000,
+                },
             )
             .await?;
             let mut evidence = Vec::new();
@@ -1744,7 +1749,11 @@ async fn recall_benchmark(model_dir: &std::path::Path, report: &mut String) -> a
     header.extend(kinds.iter().cloned());
     header.push("related per question".to_owned());
     let mut rows = Vec::new();
-    for f in [floor, 0.3, 0.25, 0.2, 0.0] {
+    let mut floors = vec![0.35, 0.3, 0.25, 0.2, 0.0];
+    if !floors.contains(&floor) {
+        floors.insert(0, floor);
+    }
+    for f in floors {
         let mut row = vec![
             if f == floor {
                 format!("{f} (default)")

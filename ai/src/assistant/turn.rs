@@ -27,7 +27,9 @@ use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
 use super::clock::{ago_in_words, Clock};
-use super::conversations::{self, Conversation, Message, MessageRole, MessageStatus, NewMessage};
+use super::conversations::{
+    self, Conversation, Message, MessageRole, MessageStatus, NewMessage, RelatedQuery,
+};
 use super::judge::{
     self, ContextView, Decision, DecisionKind, DecisionSource, JudgeInput, JudgeSettings,
 };
@@ -910,17 +912,15 @@ impl Assistant {
         let mut related = Vec::new();
         let mut blocks = Vec::new();
         if let (Some(v), false) = (vector, small_talk) {
-            for m in conversations::related_messages(
-                db,
+            let query = RelatedQuery {
                 user,
-                &v.literal,
-                &v.model,
-                Some(a.question.context_id),
-                settings.related_min_similarity,
-                settings.related_messages as i64,
-            )
-            .await?
-            {
+                embedding: &v.literal,
+                model: &v.model,
+                exclude_context: Some(a.question.context_id),
+                min_similarity: settings.related_min_similarity,
+                limit: settings.related_messages as i64,
+            };
+            for m in conversations::related_messages(db, &query).await? {
                 related.push(RelatedItem {
                     when: format!(
                         "{} ({})",

@@ -14,7 +14,7 @@
 //! Only vectors of the query's model are compared (a model change is re-embedded by
 //! `potentia ai reindex`). Pages are keyset on `(distance, canvas_id, block_id)`.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::Scope;
@@ -80,6 +80,33 @@ pub enum Plan {
     Hnsw,
 }
 
+impl Plan {
+    /// Exact for at most `exact_max` candidate vectors, HNSW beyond.
+    pub fn for_candidates(candidates: i64, exact_max: i64) -> Plan {
+        if candidates > exact_max {
+            Plan::Hnsw
+        } else {
+            Plan::Exact
+        }
+    }
+}
+
+/// Readies the transaction for a filtered HNSW scan returning about `rows` rows: a search list
+/// of at least [`MIN_EF_SEARCH`] and twice `rows`, an iterative scan that goes on until enough
+/// rows pass the filter, and a plan made for the statement's own values.
+pub(crate) async fn prepare_hnsw_scan(tx: &mut PgConnection, rows: i64) -> sqlx::Result<()> {
+    let ef_search = (rows * 2).clamp(MIN_EF_SEARCH, 1000);
+    sqlx::query!(
+        r#"select set_config('hnsw.ef_search', $1, true) as ef_search,
+                  set_config('hnsw.iterative_scan', 'relaxed_order', true) as iterative_scan,
+                  set_config('plan_cache_mode', 'force_custom_plan', true) as plan_cache_mode"#,
+        ef_search.to_string()
+    )
+    .fetch_one(tx)
+    .await?;
+    Ok(())
+}
+
 /// The nearest blocks the caller may read, nearest first.
 pub async fn search(db: &PgPool, query: &SemanticQuery<'_>) -> sqlx::Result<Vec<SemanticHit>> {
     Ok(search_with_plan(db, query, None).await?.0)
@@ -120,11 +147,7 @@ pub async fn search_with_plan(
             )
             .fetch_one(&mut *tx)
             .await?;
-            if candidates > EXACT_SCAN_MAX {
-                Plan::Hnsw
-            } else {
-                Plan::Exact
-            }
+            Plan::for_candidates(candidates, EXACT_SCAN_MAX)
         }
     };
     let vector = query.embedding.as_slice();
@@ -163,15 +186,7 @@ pub async fn search_with_plan(
             .await?
         }
         Plan::Hnsw => {
-            let ef_search = (query.limit * 2).clamp(MIN_EF_SEARCH, 1000);
-            sqlx::query!(
-                r#"select set_config('hnsw.ef_search', $1, true) as ef_search,
-                          set_config('hnsw.iterative_scan', 'relaxed_order', true) as iterative_scan,
-                          set_config('plan_cache_mode', 'force_custom_plan', true) as plan_cache_mode"#,
-                ef_search.to_string()
-            )
-            .fetch_one(&mut *tx)
-            .await?;
+            prepare_hnsw_scan(&mut tx, query.limit).await?;
             sqlx::query_as!(
                 SemanticHit,
                 r#"with nearest as materialized (

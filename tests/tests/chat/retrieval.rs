@@ -5,6 +5,10 @@
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
+use potentia_ai::assistant::conversations::{
+    related_messages_with_plan, RelatedMessage, RelatedQuery, EXACT_MESSAGE_SCAN_MAX,
+};
+use potentia_ai::retrieval::semantic::Plan;
 use potentia_tests::Session;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -349,5 +353,117 @@ async fn over_the_prompt_budget_the_oldest_messages_are_cut_and_the_newest_kept(
     assert!(
         !messages.iter().any(|m| m.starts_with("Entry 00")),
         "the oldest history is cut: {messages:?}"
+    );
+}
+
+/// Inserts `count` messages with random vectors of model `bench-model` into a new context of
+/// `conversation`, their first component raised by `lean` (towards the query `[1, 0, …]`);
+/// returns the context. Made in the database: only the plan matters here.
+async fn seed_vectors(chat: &Chat, conversation: Uuid, count: i64, lean: f64) -> Uuid {
+    let db = &chat.app.db;
+    let context: Uuid = sqlx::query_scalar(
+        "insert into conversation_contexts (id, conversation_id, started_at, last_active_at)
+         values (gen_random_uuid(), $1, now(), now()) returning id",
+    )
+    .bind(conversation)
+    .fetch_one(db)
+    .await
+    .expect("insert a context");
+    sqlx::query(
+        "insert into conversation_messages
+             (id, conversation_id, context_id, user_id, role, text, created_at)
+         select gen_random_uuid(), $1, $2, $3, 'user', 'seeded message ' || i || ' of ' || $2::text,
+                now() - make_interval(secs => i)
+         from generate_series(1, $4) i",
+    )
+    .bind(conversation)
+    .bind(context)
+    .bind(chat.user.user_id())
+    .bind(count)
+    .execute(db)
+    .await
+    .expect("insert messages");
+    sqlx::query(
+        "insert into message_embeddings (message_id, user_id, model, content_hash, embedding)
+         select m.id, m.user_id, 'bench-model', '\\x00',
+                (select array_agg((random() - 0.5 + case when g = 1 then $2::float8 else 0 end)::real
+                                  order by g)
+                 from generate_series(1, 768) g where m.id is not null)::vector
+         from conversation_messages m where m.context_id = $1",
+    )
+    .bind(context)
+    .bind(lean)
+    .execute(db)
+    .await
+    .expect("insert vectors");
+    sqlx::query("analyze message_embeddings")
+        .execute(db)
+        .await
+        .expect("analyze");
+    context
+}
+
+#[tokio::test]
+async fn past_the_exact_limit_related_messages_come_from_the_index_and_match_the_exact_ranking() {
+    let chat = Chat::start().await;
+    let conversation = chat.conversation().await;
+    seed_vectors(&chat, conversation, EXACT_MESSAGE_SCAN_MAX + 500, 0.0).await;
+    // Ten messages clearly nearest to the query: the exact answer.
+    let nearest = seed_vectors(&chat, conversation, 10, 10.0).await;
+    let query_vector = format!("[1{}]", ",0".repeat(767));
+    let query = RelatedQuery {
+        user: chat.user.user_id(),
+        embedding: &query_vector,
+        model: "bench-model",
+        exclude_context: None,
+        min_similarity: -1.0,
+        limit: 10,
+    };
+    let db = &chat.app.db;
+    let (from_index, chosen) = related_messages_with_plan(db, &query, None)
+        .await
+        .expect("related messages");
+    assert_eq!(
+        chosen,
+        Plan::Hnsw,
+        "more than EXACT_MESSAGE_SCAN_MAX vectors"
+    );
+    let (exact, _) = related_messages_with_plan(db, &query, Some(Plan::Exact))
+        .await
+        .expect("related messages, exact");
+    let texts = |found: &[RelatedMessage]| found.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    assert_eq!(texts(&from_index), texts(&exact), "the exact ranking");
+    let suffix = format!(" of {nearest}");
+    assert!(exact.iter().all(|m| m.text.ends_with(&suffix)));
+}
+
+#[tokio::test]
+async fn the_index_plan_leaves_out_the_active_context_and_still_fills_the_limit() {
+    let chat = Chat::start().await;
+    let conversation = chat.conversation().await;
+    let older = seed_vectors(&chat, conversation, EXACT_MESSAGE_SCAN_MAX, 0.0).await;
+    // The active topic's 40 messages are the nearest of all: the index must read past them.
+    let active = seed_vectors(&chat, conversation, 40, 10.0).await;
+    let query_vector = format!("[1{}]", ",0".repeat(767));
+    let (related, plan) = related_messages_with_plan(
+        &chat.app.db,
+        &RelatedQuery {
+            user: chat.user.user_id(),
+            embedding: &query_vector,
+            model: "bench-model",
+            exclude_context: Some(active),
+            min_similarity: -1.0,
+            limit: 10,
+        },
+        None,
+    )
+    .await
+    .expect("related messages");
+    assert_eq!(plan, Plan::Hnsw);
+    assert_eq!(related.len(), 10);
+    let suffix = format!(" of {older}");
+    assert!(
+        related.iter().all(|m| m.text.ends_with(&suffix)),
+        "none from the active context"
     );
 }
