@@ -15,8 +15,9 @@
 //!    the previous block, then nine messages on one topic two minutes apart; every fourth block
 //!    returns to the topic of two blocks before). Each turn is timed from `start_turn` until
 //!    `TurnEvent::Message` arrives (the answer stored, its jobs queued); the time until
-//!    `start_turn` returns (embedding, judge, user message stored) is reported too, and the two
-//!    retrieval statements of a turn are timed alone on the same messages.
+//!    `start_turn` returns (embedding, the judge beside the message-only prompt reads, the user
+//!    message stored) is reported too, and the two retrieval statements of a turn are timed
+//!    alone on the same messages.
 //! 2. **prompt tokens per turn** of the same script: `TurnResult.prompt.estimated_tokens` (the
 //!    packed specialist prompt, tool specs excluded) against a naive prompt of the persona, the
 //!    conversation's last 50 messages and the new one, both counted by
@@ -380,7 +381,8 @@ impl AssistantHost for BenchHost {
 // Running a turn
 
 struct TimedTurn {
-    /// Until `start_turn` returned: embedding, judge, the user message stored.
+    /// Until `start_turn` returned: embedding, the judge beside the message-only prompt reads,
+    /// the user message stored.
     started: Duration,
     /// Until `TurnEvent::Message`: the whole turn.
     answered: Duration,
@@ -1270,7 +1272,7 @@ async fn overhead_benchmark(sizes: &Sizes, report: &mut String) -> anyhow::Resul
             &format!("p95 ≤ {GOAL_P95_MS:.0} ms"),
         ),
         latency_row(
-            "of which start_turn (embed, judge, store the question)",
+            "of which start_turn (embed, judge ∥ memories, blocks, role; store the question)",
             &summary(started_ms),
             "",
         ),

@@ -95,23 +95,38 @@ async fn ensure_template(admin: &str) -> String {
             .execute(&mut conn)
             .await
             .expect("create template database");
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&with_database(admin, &building))
+        let mut migrating = PgConnection::connect(&with_database(admin, &building))
             .await
             .expect("connect to template");
-        MIGRATOR.run(&pool).await.expect("migrate the template");
-        pool.close().await;
-        sqlx::query(&format!("alter database {building} rename to {name}"))
-            .execute(&mut conn)
+        MIGRATOR
+            .run(&mut migrating)
             .await
-            .expect("publish template");
+            .expect("migrate the template");
+        migrating.close().await.expect("close the template");
+        publish_template(&mut conn, &building, &name).await;
     }
     sqlx::query("select pg_advisory_unlock(4242001)")
         .execute(&mut conn)
         .await
         .expect("advisory unlock");
     name
+}
+
+/// Renames the built template into place. The migrating connection's backend may still be
+/// exiting when the rename runs (55006 "being accessed by other users"): wait for it a little, then fail.
+async fn publish_template(conn: &mut PgConnection, building: &str, name: &str) {
+    let rename = format!("alter database {building} rename to {name}");
+    for attempt in 1.. {
+        match sqlx::query(&rename).execute(&mut *conn).await {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(err))
+                if err.code().as_deref() == Some("55006") && attempt < 100 =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("publish template: {err}"),
+        }
+    }
 }
 
 /// A migrated database of one test's own, dropped when the test ends.

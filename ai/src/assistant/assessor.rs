@@ -21,7 +21,7 @@ use super::conversations::{self, MessageRole};
 use super::jobs::{self, JobKind};
 use super::judge::{content_words, is_small_talk};
 use super::memories::{self, Memory, MemoryKind, NewMemory, Origin, MAX_MEMORY_CHARS};
-use super::text::{one_line, parse_json};
+use super::text::{flat, parse_json};
 use super::turn::Assistant;
 use crate::chat::{ChatMessage, ChatRequest, ResponseSchema};
 use crate::embed::Purpose;
@@ -160,7 +160,7 @@ pub async fn assess(assistant: &Assistant, message: Uuid) -> Result<AssessReport
         let summary = if parsed.summary.trim().is_empty() {
             fallback_summary(&summary_before, &question.text)
         } else {
-            clean(&parsed.summary, MAX_SUMMARY_CHARS)
+            flat(&parsed.summary, MAX_SUMMARY_CHARS)
         };
         let mut changes = Vec::new();
         // A user at the cap learns nothing more until they forget something.
@@ -168,7 +168,7 @@ pub async fn assess(assistant: &Assistant, message: Uuid) -> Result<AssessReport
         if extract && room {
             let mut seen = Vec::new();
             for memory in parsed.memories.into_iter().take(MAX_EXTRACTED) {
-                let text = clean(&memory.text, MAX_MEMORY_CHARS);
+                let text = flat(&memory.text, MAX_MEMORY_CHARS);
                 if text.is_empty() || seen.contains(&text.to_lowercase()) {
                     continue;
                 }
@@ -349,10 +349,10 @@ async fn reconcile(
         .and_then(|n| n.checked_sub(1))
         .and_then(|i| candidates.get(i as usize))
         .map(|m| m.id);
-    let reason = clean(&decision.reason, 300);
+    let reason = flat(&decision.reason, 300);
     let text = decision
         .text
-        .map(|t| clean(&t, MAX_MEMORY_CHARS))
+        .map(|t| flat(&t, MAX_MEMORY_CHARS))
         .filter(|t| !t.is_empty());
     Ok(match (decision.action, target) {
         (Action::None, _) => None,
@@ -412,8 +412,8 @@ fn extraction_request(summary: &str, question: &str, answer: &str, extract: bool
             } else {
                 summary
             },
-            clean(question, 4000),
-            clean(answer, 4000)
+            flat(question, 4000),
+            flat(answer, 4000)
         ))],
         temperature: Some(0.0),
         max_tokens: Some(600),
@@ -484,14 +484,9 @@ fn fallback_summary(before: &str, question: &str) -> String {
     } else {
         format!("{before} {question}")
     };
-    let chars: Vec<char> = clean(&joined, usize::MAX).chars().collect();
+    let chars: Vec<char> = flat(&joined, usize::MAX).chars().collect();
     let start = chars.len().saturating_sub(MAX_SUMMARY_CHARS);
     chars[start..].iter().collect()
-}
-
-/// One line of text without control characters (NUL included), at most `max` characters.
-fn clean(text: &str, max: usize) -> String {
-    one_line(text, max).trim_end_matches('…').to_owned()
 }
 
 #[cfg(test)]
@@ -508,12 +503,6 @@ mod tests {
             parse_json(r#"{"action":"UPDATE","id":1,"text":"Prefers tea","reason":"switched"}"#);
         assert_eq!(parsed.map(|p| p.action), Some(Action::Update));
         assert!(parse_json::<Reconciliation>("UPDATE 1").is_none());
-    }
-
-    #[test]
-    fn text_is_cleaned_of_control_characters() {
-        assert_eq!(clean("a\u{0}b\n c", 10), "ab c");
-        assert_eq!(clean("abcdef", 3), "abc");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! * a user message with a `client_message_id` is stored once per conversation; an assistant
 //!   message answers exactly one user message (`reply_to`, unique).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -528,14 +530,33 @@ pub struct NewMessage<'a> {
 
 /// Stores a message, moves its context and conversation forward, and queues its embedding.
 pub async fn insert_message(db: &mut PgConnection, new: &NewMessage<'_>) -> sqlx::Result<Message> {
+    // One statement: the message, its context's count and activity, the conversation's activity.
     let row = sqlx::query_as!(
         MessageRow,
-        r#"insert into conversation_messages
-               (id, conversation_id, context_id, user_id, role, text, status, client_message_id,
-                reply_to, decision, domain_role, tool_calls, input_tokens, output_tokens, created_at)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-           returning id, conversation_id, context_id, role, text, status, client_message_id,
-                     reply_to, decision, domain_role, tool_calls, created_at"#,
+        r#"with inserted as (
+               insert into conversation_messages
+                   (id, conversation_id, context_id, user_id, role, text, status,
+                    client_message_id, reply_to, decision, domain_role, tool_calls, input_tokens,
+                    output_tokens, created_at)
+               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+               returning id, conversation_id, context_id, role, text, status, client_message_id,
+                         reply_to, decision, domain_role, tool_calls, created_at
+           ),
+           context as (
+               update conversation_contexts
+               set message_count = message_count + 1,
+                   last_active_at = greatest(last_active_at, $15)
+               where id = $3
+           ),
+           conversation as (
+               update conversations set last_activity_at = greatest(last_activity_at, $15)
+               where id = $2
+           )
+           select id as "id!", conversation_id as "conversation_id!", context_id as "context_id!",
+                  role as "role!", text as "text!", status as "status!", client_message_id,
+                  reply_to, decision, domain_role, tool_calls as "tool_calls!",
+                  created_at as "created_at!"
+           from inserted"#,
         Uuid::now_v7(),
         new.conversation.id,
         new.context_id,
@@ -553,22 +574,6 @@ pub async fn insert_message(db: &mut PgConnection, new: &NewMessage<'_>) -> sqlx
         new.at,
     )
     .fetch_one(&mut *db)
-    .await?;
-    sqlx::query!(
-        r#"update conversation_contexts
-           set message_count = message_count + 1, last_active_at = greatest(last_active_at, $2)
-           where id = $1"#,
-        new.context_id,
-        new.at,
-    )
-    .execute(&mut *db)
-    .await?;
-    sqlx::query!(
-        "update conversations set last_activity_at = greatest(last_activity_at, $2) where id = $1",
-        new.conversation.id,
-        new.at,
-    )
-    .execute(&mut *db)
     .await?;
     if !new.text.trim().is_empty() {
         crate::queue::enqueue(
@@ -639,6 +644,42 @@ pub async fn recent_in_context<'e>(
     .await?;
     rows.reverse();
     Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// The last `n` messages of each of `contexts`, oldest first, in one statement (the judge reads
+/// up to [`MAX_JUDGED_CONTEXTS`](super::turn::MAX_JUDGED_CONTEXTS) topics a turn).
+pub async fn recent_in_contexts<'e>(
+    db: impl PgExecutor<'e>,
+    contexts: &[Uuid],
+    n: i64,
+) -> sqlx::Result<HashMap<Uuid, Vec<Message>>> {
+    let rows = sqlx::query_as!(
+        MessageRow,
+        r#"select m.id as "id!", m.conversation_id as "conversation_id!",
+                  m.context_id as "context_id!", m.role as "role!", m.text as "text!",
+                  m.status as "status!", m.client_message_id, m.reply_to, m.decision,
+                  m.domain_role, m.tool_calls as "tool_calls!", m.created_at as "created_at!"
+           from unnest($1::uuid[]) as c(id)
+           cross join lateral (
+               select * from conversation_messages
+               where context_id = c.id
+               order by created_at desc, id desc
+               limit $2
+           ) m
+           order by m.context_id, m.created_at, m.id"#,
+        contexts,
+        n,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut by_context: HashMap<Uuid, Vec<Message>> = HashMap::new();
+    for row in rows {
+        by_context
+            .entry(row.context_id)
+            .or_default()
+            .push(row.into());
+    }
+    Ok(by_context)
 }
 
 /// The newest message of a conversation.

@@ -458,15 +458,20 @@ pub async fn relevant<'e>(
     limit: i64,
 ) -> sqlx::Result<Vec<(Memory, Option<f64>)>> {
     let rows = sqlx::query!(
-        r#"with q as materialized (select $3::text::vector as v)
+        r#"with q as materialized (select $3::text::vector as v),
+           near as (
+               select e.memory_id, e.embedding <=> q.v as distance
+               from memory_embeddings e, q
+               where e.user_id = $1 and e.model = $4
+           )
            select m.id, m.kind, m.text, m.valid_at, m.invalid_at, m.created_at, m.expired_at,
                   m.origin, m.source_message_id, m.source_conversation_id,
-                  1 - (e.embedding <=> q.v) as similarity
-           from q, memories m
-           left join memory_embeddings e on e.memory_id = m.id and e.model = $4
+                  1 - near.distance as similarity
+           from memories m
+           left join near on near.memory_id = m.id
            where m.user_id = $1 and m.expired_at is null and m.valid_at <= $2
              and (m.invalid_at is null or m.invalid_at > $2)
-           order by (e.embedding <=> q.v) nulls last, m.created_at desc, m.id desc
+           order by near.distance nulls last, m.created_at desc, m.id desc
            limit $5"#,
         user,
         at,

@@ -135,27 +135,6 @@ pub async fn delete<'e>(db: impl PgExecutor<'e>, workspace: Uuid, id: Uuid) -> s
     Ok(done.rows_affected() == 1)
 }
 
-/// Roles available to `workspace` without a vector of `model`, to embed.
-pub async fn unembedded<'e>(
-    db: impl PgExecutor<'e>,
-    workspace: Option<Uuid>,
-    model: &str,
-) -> sqlx::Result<Vec<(Uuid, String)>> {
-    let rows = sqlx::query!(
-        r#"select id, name, description from ai_roles
-           where (workspace_id is null or workspace_id = $1)
-             and (embedding is null or embedding_model is distinct from $2)"#,
-        workspace,
-        model,
-    )
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.id, format!("{}: {}", r.name, r.description)))
-        .collect())
-}
-
 pub async fn set_embedding<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,
@@ -173,43 +152,61 @@ pub async fn set_embedding<'e>(
     Ok(())
 }
 
-/// The role most similar to the message, with its similarity, among those with a vector of
-/// `model`.
-pub async fn nearest<'e>(
+/// The built-in roles and those of `workspace`, by name (as [`available`]), each with its
+/// similarity to `embedding` (pgvector text form): `None` for a role not embedded with `model`.
+pub async fn scored<'e>(
     db: impl PgExecutor<'e>,
     workspace: Option<Uuid>,
     embedding: &str,
     model: &str,
-) -> sqlx::Result<Option<(Role, f64)>> {
-    let row = sqlx::query!(
+) -> sqlx::Result<Vec<(Role, Option<f64>)>> {
+    let rows = sqlx::query!(
         r#"with q as materialized (select $2::text::vector as v)
            select r.id, r.workspace_id, r.name, r.description, r.prompt, r.created_at,
-                  r.updated_at, 1 - (r.embedding <=> q.v) as "similarity!"
+                  r.updated_at,
+                  case when r.embedding_model = $3 then 1 - (r.embedding <=> q.v) end as similarity
            from ai_roles r, q
-           where (r.workspace_id is null or r.workspace_id = $1) and r.embedding_model = $3
-             and r.embedding is not null
-           order by r.embedding <=> q.v, r.workspace_id nulls last
-           limit 1"#,
+           where r.workspace_id is null or r.workspace_id = $1
+           order by r.workspace_id nulls first, r.name"#,
         workspace,
         embedding,
         model,
     )
-    .fetch_optional(db)
+    .fetch_all(db)
     .await?;
-    Ok(row.map(|r| {
-        (
-            Role {
-                id: r.id,
-                workspace_id: r.workspace_id,
-                name: r.name,
-                description: r.description,
-                prompt: r.prompt,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            },
-            r.similarity,
-        )
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                Role {
+                    id: r.id,
+                    workspace_id: r.workspace_id,
+                    name: r.name,
+                    description: r.description,
+                    prompt: r.prompt,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                },
+                r.similarity,
+            )
+        })
+        .collect())
+}
+
+/// The text a role is embedded from.
+pub fn embedded_text(role: &Role) -> String {
+    format!("{}: {}", role.name, role.description)
+}
+
+/// The most similar of [`scored`] roles; a workspace's own role wins a tie with a built-in one.
+pub fn most_similar(scored: &[(Role, Option<f64>)]) -> Option<(&Role, f64)> {
+    scored
+        .iter()
+        .filter_map(|(role, similarity)| similarity.map(|s| (role, s)))
+        .max_by(|(a, sa), (b, sb)| {
+            sa.total_cmp(sb)
+                .then_with(|| a.workspace_id.is_some().cmp(&b.workspace_id.is_some()))
+        })
 }
 
 /// Without embeddings: the role whose description shares the most content words with the
@@ -225,4 +222,48 @@ pub fn nearest_by_words<'a>(roles: &'a [Role], message: &str) -> Option<&'a Role
         .filter(|(_, shared)| *shared > 0)
         .max_by_key(|(_, shared)| *shared)
         .map(|(role, _)| role)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(name: &str, workspace: Option<Uuid>) -> Role {
+        let now = Utc::now();
+        Role {
+            id: Uuid::now_v7(),
+            workspace_id: workspace,
+            name: name.to_owned(),
+            description: String::new(),
+            prompt: String::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn the_most_similar_role_is_chosen_among_those_with_a_similarity() {
+        let scored = vec![
+            (role("planner", None), Some(0.4)),
+            (role("coach", None), None),
+            (role("editor", None), Some(0.7)),
+        ];
+        assert_eq!(
+            most_similar(&scored).map(|(r, _)| r.name.as_str()),
+            Some("editor")
+        );
+        assert!(most_similar(&[(role("coach", None), None)]).is_none());
+    }
+
+    #[test]
+    fn a_workspace_role_wins_a_tie_with_a_built_in_one() {
+        let scored = vec![
+            (role("built-in", None), Some(0.5)),
+            (role("ours", Some(Uuid::now_v7())), Some(0.5)),
+        ];
+        assert_eq!(
+            most_similar(&scored).map(|(r, _)| r.name.as_str()),
+            Some("ours")
+        );
+    }
 }

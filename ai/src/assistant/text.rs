@@ -4,22 +4,25 @@
 use serde::Deserialize;
 
 /// One line without control characters (NUL included), at most `max_chars` characters, with
-/// `…` when cut.
+/// `…` when cut: for prompts, where the model should see that text was left out.
 pub fn one_line(text: &str, max_chars: usize) -> String {
-    let flat: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    if flat.chars().count() <= max_chars {
-        flat
-    } else {
-        let mut cut: String = flat.chars().take(max_chars).collect();
-        cut.push('…');
-        cut
+    let mut line = flat(text, max_chars.saturating_add(1));
+    if line.chars().count() > max_chars {
+        line = line.chars().take(max_chars).collect();
+        line.push('…');
     }
+    line
+}
+
+/// One line without control characters (NUL included), at most `max_chars` characters, cut
+/// without a marker: for stored rows, whose own text (a trailing `…` included) is kept as it is.
+pub fn flat(text: &str, max_chars: usize) -> String {
+    text.split_whitespace()
+        .flat_map(|word| std::iter::once(' ').chain(word.chars()))
+        .skip(1)
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
 }
 
 /// A model's JSON answer, with or without a Markdown code fence around it; `None` for anything
@@ -42,6 +45,14 @@ mod tests {
     fn a_line_is_flat_clean_and_cut_with_an_ellipsis() {
         assert_eq!(one_line("a\u{0}b\n  c", 10), "ab c");
         assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("abc", 3), "abc");
+    }
+
+    #[test]
+    fn a_flat_line_is_cut_without_a_marker_and_keeps_its_own_ellipsis() {
+        assert_eq!(flat("a\u{0}b\n  c", 10), "ab c");
+        assert_eq!(flat("abcdef", 3), "abc");
+        assert_eq!(flat("wait for it…", 40), "wait for it…");
     }
 
     #[test]

@@ -292,50 +292,52 @@ impl Assistant {
             inner: Arc::clone(&self.inner),
             key,
         };
-        // Stored between the check and the insert above, by another node: replay it or wait.
-        if let Some(start) = self
-            .stored_turn(&conversation, &request.client_message_id)
-            .await?
-        {
-            return Ok(start);
+        // Stored between the check and the insert above, by another node: replay it.
+        let stored =
+            conversations::find_turn(db, conversation.id, &request.client_message_id).await?;
+        if let Some((question, Some(answer))) = stored {
+            return Ok(TurnStart::Replay(Box::new(replayed(question, answer))));
         }
 
-        let profile = profile(db, request.user_id).await?;
+        let (profile, vector) = tokio::join!(
+            profile(db, request.user_id),
+            self.embed_message(request.user_id, &request.text)
+        );
+        let profile = profile?;
         let zone = request.time_zone.unwrap_or(profile.zone);
         let now = self.inner.clock.now();
-        let vector = self.embed_message(request.user_id, &request.text).await;
 
-        let question = match conversations::find_turn(
-            db,
-            conversation.id,
-            &request.client_message_id,
-        )
-        .await?
-        {
+        let (question, early) = match stored {
             // Stored by an attempt that died before answering: answer it now.
-            Some((question, None)) => question,
-            Some((_, Some(_))) => {
-                drop(guard);
-                return self
-                    .wait_for_answer(&conversation, &request.client_message_id)
-                    .await;
-            }
+            Some((question, _)) => (question, None),
             None => {
-                let decision = self
-                    .judge(
-                        chat.as_ref(),
-                        &conversation,
-                        &request.text,
-                        zone,
-                        now,
-                        vector.as_ref(),
-                    )
-                    .await?;
-                match self
-                    .store_question(&conversation, &request, decision, now, host.as_ref())
-                    .await?
-                {
-                    Some(question) => question,
+                // What depends on the message alone is read while the judge decides.
+                let scope = MessageScope {
+                    user: request.user_id,
+                    workspace: conversation.workspace_id,
+                    text: &request.text,
+                    at: now,
+                    vector: vector.as_ref(),
+                };
+                let (stored, early) = tokio::join!(
+                    async {
+                        let decision = self
+                            .judge(
+                                chat.as_ref(),
+                                &conversation,
+                                &request.text,
+                                zone,
+                                now,
+                                vector.as_ref(),
+                            )
+                            .await?;
+                        self.store_question(&conversation, &request, decision, now, host.as_ref())
+                            .await
+                    },
+                    self.message_parts(&scope),
+                );
+                match stored? {
+                    Some(question) => (question, Some(early?)),
                     None => {
                         drop(guard);
                         return self
@@ -372,6 +374,7 @@ impl Assistant {
                     profile,
                     context,
                     vector,
+                    early,
                     events: events.clone(),
                 })
                 .await;
@@ -469,22 +472,32 @@ impl Assistant {
     ) -> Result<Decision, AiError> {
         let db = &self.inner.db;
         let settings = &self.inner.settings.judge;
-        let contexts =
-            conversations::contexts(db, conversation.id, MAX_JUDGED_CONTEXTS as i64).await?;
-        let similarities = match vector {
-            Some(v) => {
-                conversations::context_similarities(db, conversation.id, &v.literal, &v.model)
-                    .await?
-            }
-            None => Vec::new(),
-        };
+        let (contexts, similarities, last_message) = tokio::try_join!(
+            conversations::contexts(db, conversation.id, MAX_JUDGED_CONTEXTS as i64),
+            async {
+                match vector {
+                    Some(v) => {
+                        conversations::context_similarities(
+                            db,
+                            conversation.id,
+                            &v.literal,
+                            &v.model,
+                        )
+                        .await
+                    }
+                    None => Ok(Vec::new()),
+                }
+            },
+            conversations::last_message(db, conversation.id),
+        )?;
+        let ids: Vec<Uuid> = contexts.iter().map(|c| c.id).collect();
+        let mut recent_by_context =
+            conversations::recent_in_contexts(db, &ids, settings.recent_messages as i64).await?;
         let mut views = Vec::with_capacity(contexts.len());
         let mut recent = Vec::new();
         // The most recently active topics; older ones are re-entered only through retrieval.
         for (i, context) in contexts.iter().enumerate() {
-            let messages =
-                conversations::recent_in_context(db, context.id, settings.recent_messages as i64)
-                    .await?;
+            let messages = recent_by_context.remove(&context.id).unwrap_or_default();
             if i == 0 {
                 recent = messages
                     .iter()
@@ -507,9 +520,7 @@ impl Assistant {
                     .map(|(_, s)| *s),
             });
         }
-        let last_message_at = conversations::last_message(db, conversation.id)
-            .await?
-            .map(|m| m.created_at);
+        let last_message_at = last_message.map(|m| m.created_at);
         let local_now = local_time_words(now, zone);
         let input = JudgeInput {
             message: text,
@@ -618,8 +629,9 @@ impl Assistant {
 
     /// Call 2 and what follows: packs the prompt, runs the specialist with its tools, stores the
     /// answer with its jobs, then the title.
-    async fn answer(&self, a: Answer) -> Result<(), AiError> {
-        let (mut request, report, role_name) = self.pack(&a).await?;
+    async fn answer(&self, mut a: Answer) -> Result<(), AiError> {
+        let early = a.early.take();
+        let (mut request, report, role_name) = self.pack(&a, early).await?;
         if a.chat.supports_tools() {
             request.tools = tools::specs();
         }
@@ -834,153 +846,61 @@ impl Assistant {
                 },
             )
             .await?;
+        // Counted with the answer it paid for, in the same commit.
+        let delta = crate::usage::UsageDelta {
+            user_id: a.conversation.user_id,
+            workspace_id: a.conversation.workspace_id,
+            day: now.date_naive(),
+            provider: a.chat.provider(),
+            model: a.chat.model().to_owned(),
+            requests: 1,
+            input_tokens: usage.input_tokens as i64,
+            output_tokens: usage.output_tokens as i64,
+            embedded_texts: 0,
+        };
+        crate::usage::record(&mut *tx, &[delta]).await?;
         tx.commit().await?;
-        if let Some(chat) = &self.inner.chat {
-            let delta = crate::usage::UsageDelta {
-                user_id: a.conversation.user_id,
-                workspace_id: a.conversation.workspace_id,
-                day: now.date_naive(),
-                provider: chat.provider(),
-                model: chat.model().to_owned(),
-                requests: 1,
-                input_tokens: usage.input_tokens as i64,
-                output_tokens: usage.output_tokens as i64,
-                embedded_texts: 0,
-            };
-            if let Err(err) = crate::usage::record(&self.inner.db, &[delta]).await {
-                tracing::warn!(error = %err, "could not record a turn's usage");
-            }
-        }
         Ok(StoredAnswer {
             message,
             title_queued: first_exchange,
         })
     }
 
-    /// Gathers the prompt's parts and packs them.
-    async fn pack(&self, a: &Answer) -> Result<(ChatRequest, PackReport, Option<String>), AiError> {
-        let db = &self.inner.db;
+    /// Gathers the prompt's parts and packs them: those of the message alone from `early` when
+    /// they were read during the judge, the rest now. The parts are read concurrently, each on
+    /// its own pooled connection, so a turn waits for its slowest read rather than their sum.
+    async fn pack(
+        &self,
+        a: &Answer,
+        early: Option<MessageParts>,
+    ) -> Result<(ChatRequest, PackReport, Option<String>), AiError> {
         let settings = &self.inner.settings;
-        let user = a.conversation.user_id;
         let now = a.question.created_at;
         let text = a.question.text.as_str();
-        let small_talk = judge::is_small_talk(text);
-        let vector = a.vector.as_ref();
-
-        let mut history: Vec<ChatMessage> = conversations::recent_in_context(
-            db,
-            a.question.context_id,
-            settings.max_history as i64 + 1,
-        )
-        .await?
-        .into_iter()
-        .filter(|m| m.id != a.question.id && m.created_at <= now)
-        .map(|m| match m.role {
-            MessageRole::User => ChatMessage::user(m.text),
-            MessageRole::Assistant => ChatMessage::assistant(m.text),
-        })
-        .collect();
-        if history.len() > settings.max_history {
-            history.drain(..history.len() - settings.max_history);
-        }
-        let previous = sqlx::query_scalar!(
-            r#"select max(created_at) from conversation_messages
-               where conversation_id = $1 and created_at < $2 and id <> $3"#,
-            a.conversation.id,
-            now,
-            a.question.id,
-        )
-        .fetch_one(db)
-        .await?;
-
-        let memories = memories::relevant(
-            db,
-            user,
-            now,
-            vector.map(|v| (v.literal.as_str(), v.model.as_str())),
-            settings.memories as i64,
-        )
-        .await?
-        .into_iter()
-        .map(|(m, relevance)| MemoryItem {
-            kind: m.kind.as_str().to_owned(),
-            text: m.text,
-            relevance,
-        })
-        .collect();
-
-        let mut related = Vec::new();
-        let mut blocks = Vec::new();
-        if let (Some(v), false) = (vector, small_talk) {
-            let query = RelatedQuery {
-                user,
-                embedding: &v.literal,
-                model: &v.model,
-                exclude_context: Some(a.question.context_id),
-                min_similarity: settings.related_min_similarity,
-                limit: settings.related_messages as i64,
-            };
-            for m in conversations::related_messages(db, &query).await? {
-                related.push(RelatedItem {
-                    when: format!(
-                        "{} ({})",
-                        ago_in_words(now - m.created_at),
-                        local_date_words(m.created_at, a.context.time_zone)
-                    ),
-                    role: m.role.as_str().to_owned(),
-                    text: m.text,
-                    similarity: m.similarity,
-                });
-            }
-            let hits = semantic::search(
-                db,
-                &semantic::SemanticQuery {
-                    user_id: user,
-                    embedding: &v.embedding,
-                    model: &v.model,
-                    scope: Scope::default(),
-                    min_similarity: self.inner.retriever.settings().min_similarity,
-                    after: None,
-                    limit: settings.blocks as i64,
-                },
-            )
-            .await?;
-            blocks = hits
-                .into_iter()
-                .map(|h| BlockItem {
-                    score: h.similarity(),
-                    canvas_title: h.canvas_title,
-                    text: h.text,
-                })
-                .collect();
-        }
-
-        let agenda = if packer::is_about_time(text) {
-            let local = now.with_timezone(&a.context.time_zone);
-            let start = local
-                .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .and_then(|d| d.and_local_timezone(a.context.time_zone).earliest())
-                .map(|d| d.with_timezone(&Utc))
-                .unwrap_or(now);
-            match a
-                .host
-                .agenda(&a.context, start, start + chrono::Duration::days(1))
-                .await
-            {
-                Ok(items) => Some(items),
-                Err(reason) => {
-                    tracing::info!(%reason, "the agenda is left out of the prompt");
-                    None
-                }
-            }
-        } else {
-            None
+        let scope = MessageScope {
+            user: a.conversation.user_id,
+            workspace: a.conversation.workspace_id,
+            text,
+            at: now,
+            vector: a.vector.as_ref(),
         };
-
-        let role = self
-            .choose_role(a.conversation.workspace_id, text, vector)
-            .await?;
+        let (history, previous, related, agenda, parts) = tokio::try_join!(
+            self.history(a),
+            self.previous_message_at(a),
+            self.related(a),
+            async { Ok::<_, AiError>(self.agenda(a).await) },
+            async {
+                match early {
+                    Some(parts) => Ok(parts),
+                    None => self.message_parts(&scope).await,
+                }
+            },
+        )?;
+        let MessageParts {
+            memories,
+            blocks,
+            role,
+        } = parts;
         let parts = PromptParts {
             local_now: local_time_words(now, a.context.time_zone),
             since_last: previous.map(|at| ago_in_words(now - at)),
@@ -990,7 +910,7 @@ impl Assistant {
             memories,
             related,
             blocks,
-            agenda: agenda.map(|items: Vec<AgendaItem>| items),
+            agenda,
             history,
             message: text.to_owned(),
         };
@@ -1013,6 +933,157 @@ impl Assistant {
         Ok((request, report, role.map(|r| r.name)))
     }
 
+    /// The active context's last messages before the question, oldest first.
+    async fn history(&self, a: &Answer) -> Result<Vec<ChatMessage>, AiError> {
+        let max = self.inner.settings.max_history;
+        let now = a.question.created_at;
+        let mut history: Vec<ChatMessage> =
+            conversations::recent_in_context(&self.inner.db, a.question.context_id, max as i64 + 1)
+                .await?
+                .into_iter()
+                .filter(|m| m.id != a.question.id && m.created_at <= now)
+                .map(|m| match m.role {
+                    MessageRole::User => ChatMessage::user(m.text),
+                    MessageRole::Assistant => ChatMessage::assistant(m.text),
+                })
+                .collect();
+        if history.len() > max {
+            history.drain(..history.len() - max);
+        }
+        Ok(history)
+    }
+
+    /// When the conversation's message before the question was written.
+    async fn previous_message_at(&self, a: &Answer) -> Result<Option<DateTime<Utc>>, AiError> {
+        Ok(sqlx::query_scalar!(
+            r#"select max(created_at) from conversation_messages
+               where conversation_id = $1 and created_at < $2 and id <> $3"#,
+            a.conversation.id,
+            a.question.created_at,
+            a.question.id,
+        )
+        .fetch_one(&self.inner.db)
+        .await?)
+    }
+
+    /// The parts of the prompt that depend on the message alone, read concurrently.
+    async fn message_parts(&self, scope: &MessageScope<'_>) -> Result<MessageParts, AiError> {
+        let (memories, blocks, role) = tokio::try_join!(
+            self.memories(scope),
+            self.blocks(scope),
+            self.choose_role(scope.workspace, scope.text, scope.vector),
+        )?;
+        Ok(MessageParts {
+            memories,
+            blocks,
+            role,
+        })
+    }
+
+    /// The user's memories valid at the message's time, nearest to it first.
+    async fn memories(&self, scope: &MessageScope<'_>) -> Result<Vec<MemoryItem>, AiError> {
+        let memories = memories::relevant(
+            &self.inner.db,
+            scope.user,
+            scope.at,
+            scope.vector.map(|v| (v.literal.as_str(), v.model.as_str())),
+            self.inner.settings.memories as i64,
+        )
+        .await?;
+        Ok(memories
+            .into_iter()
+            .map(|(m, relevance)| MemoryItem {
+                kind: m.kind.as_str().to_owned(),
+                text: m.text,
+                relevance,
+            })
+            .collect())
+    }
+
+    /// The user's earlier messages of other topics near the question; none for small talk.
+    async fn related(&self, a: &Answer) -> Result<Vec<RelatedItem>, AiError> {
+        let Some(v) = retrieval_vector(a.vector.as_ref(), &a.question.text) else {
+            return Ok(Vec::new());
+        };
+        let query = RelatedQuery {
+            user: a.conversation.user_id,
+            embedding: &v.literal,
+            model: &v.model,
+            exclude_context: Some(a.question.context_id),
+            min_similarity: self.inner.settings.related_min_similarity,
+            limit: self.inner.settings.related_messages as i64,
+        };
+        let now = a.question.created_at;
+        let zone = a.context.time_zone;
+        Ok(conversations::related_messages(&self.inner.db, &query)
+            .await?
+            .into_iter()
+            .map(|m| RelatedItem {
+                when: format!(
+                    "{} ({})",
+                    ago_in_words(now - m.created_at),
+                    local_date_words(m.created_at, zone)
+                ),
+                role: m.role.as_str().to_owned(),
+                text: m.text,
+                similarity: m.similarity,
+            })
+            .collect())
+    }
+
+    /// Canvas blocks the user can read near the message; none for small talk.
+    async fn blocks(&self, scope: &MessageScope<'_>) -> Result<Vec<BlockItem>, AiError> {
+        let Some(v) = retrieval_vector(scope.vector, scope.text) else {
+            return Ok(Vec::new());
+        };
+        let query = semantic::SemanticQuery {
+            user_id: scope.user,
+            embedding: &v.embedding,
+            model: &v.model,
+            scope: Scope::default(),
+            min_similarity: self.inner.retriever.settings().min_similarity,
+            after: None,
+            limit: self.inner.settings.blocks as i64,
+        };
+        Ok(semantic::search(&self.inner.db, &query)
+            .await?
+            .into_iter()
+            .map(|h| BlockItem {
+                score: h.similarity(),
+                canvas_title: h.canvas_title,
+                text: h.text,
+            })
+            .collect())
+    }
+
+    /// Today's agenda in the user's zone when the message is about time; `None` otherwise, or
+    /// when the host cannot read it (the answer goes on without).
+    async fn agenda(&self, a: &Answer) -> Option<Vec<AgendaItem>> {
+        if !packer::is_about_time(&a.question.text) {
+            return None;
+        }
+        let now = a.question.created_at;
+        let zone = a.context.time_zone;
+        let start = now
+            .with_timezone(&zone)
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .and_then(|d| d.and_local_timezone(zone).earliest())
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or(now);
+        match a
+            .host
+            .agenda(&a.context, start, start + chrono::Duration::days(1))
+            .await
+        {
+            Ok(items) => Some(items),
+            Err(reason) => {
+                tracing::info!(%reason, "the agenda is left out of the prompt");
+                None
+            }
+        }
+    }
+
     /// The domain role for a message: the nearest by meaning above the threshold, else by
     /// shared words; `None` for small talk or when nothing is close.
     async fn choose_role(
@@ -1025,37 +1096,58 @@ impl Assistant {
             return Ok(None);
         }
         let db = &self.inner.db;
-        if let (Some(v), Some(embedder)) = (vector, self.inner.embedder.as_ref()) {
-            let missing = roles::unembedded(db, workspace, &v.model).await?;
-            if !missing.is_empty() {
-                let texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
-                match embedder.embed(&texts, Purpose::Document).await {
-                    Ok(vectors) => {
-                        for ((id, _), vector) in missing.iter().zip(vectors) {
-                            roles::set_embedding(
-                                db,
-                                *id,
-                                &vector_literal(&vector),
-                                embedder.model(),
-                            )
-                            .await?;
-                        }
-                    }
-                    Err(err) => {
-                        tracing::info!(error = %err, "roles could not be embedded; chosen by words")
+        let available = match (vector, self.inner.embedder.as_ref()) {
+            (Some(v), Some(embedder)) => {
+                let mut scored = roles::scored(db, workspace, &v.literal, &v.model).await?;
+                if self.embed_roles(embedder.as_ref(), &scored).await? {
+                    scored = roles::scored(db, workspace, &v.literal, &v.model).await?;
+                }
+                if let Some((role, similarity)) = roles::most_similar(&scored) {
+                    if similarity >= self.inner.settings.role_min_similarity {
+                        return Ok(Some(role.clone()));
                     }
                 }
+                scored.into_iter().map(|(role, _)| role).collect()
             }
-            if let Some((role, similarity)) =
-                roles::nearest(db, workspace, &v.literal, &v.model).await?
-            {
-                if similarity >= self.inner.settings.role_min_similarity {
-                    return Ok(Some(role));
+            _ => roles::available(db, workspace).await?,
+        };
+        Ok(roles::nearest_by_words(&available, text).cloned())
+    }
+
+    /// Embeds the roles of `scored` without a vector of the embedder's model (new or edited
+    /// ones); whether any was stored. A failure leaves them to be chosen by words.
+    async fn embed_roles(
+        &self,
+        embedder: &dyn Embedder,
+        scored: &[(roles::Role, Option<f64>)],
+    ) -> Result<bool, AiError> {
+        let missing: Vec<&roles::Role> = scored
+            .iter()
+            .filter(|(_, similarity)| similarity.is_none())
+            .map(|(role, _)| role)
+            .collect();
+        if missing.is_empty() {
+            return Ok(false);
+        }
+        let texts: Vec<String> = missing.iter().map(|r| roles::embedded_text(r)).collect();
+        match embedder.embed(&texts, Purpose::Document).await {
+            Ok(vectors) => {
+                for (role, vector) in missing.iter().zip(vectors) {
+                    roles::set_embedding(
+                        &self.inner.db,
+                        role.id,
+                        &vector_literal(&vector),
+                        embedder.model(),
+                    )
+                    .await?;
                 }
+                Ok(true)
+            }
+            Err(err) => {
+                tracing::info!(error = %err, "roles could not be embedded; chosen by words");
+                Ok(false)
             }
         }
-        let available = roles::available(db, workspace).await?;
-        Ok(roles::nearest_by_words(&available, text).cloned())
     }
 }
 
@@ -1069,12 +1161,39 @@ struct Answer {
     profile: Profile,
     context: ToolContext,
     vector: Option<MessageVector>,
+    /// The parts of the prompt read during the judge; `None` for a recovered question.
+    early: Option<MessageParts>,
     events: mpsc::Sender<TurnEvent>,
+}
+
+/// What the parts of a prompt that depend on the message alone are read for.
+struct MessageScope<'a> {
+    user: Uuid,
+    workspace: Option<Uuid>,
+    text: &'a str,
+    /// The message's time: memories valid then.
+    at: DateTime<Utc>,
+    vector: Option<&'a MessageVector>,
+}
+
+/// The parts of a prompt that depend on the message alone.
+struct MessageParts {
+    memories: Vec<MemoryItem>,
+    blocks: Vec<BlockItem>,
+    role: Option<roles::Role>,
 }
 
 struct StoredAnswer {
     message: Message,
     title_queued: bool,
+}
+
+/// The message's vector, unless the message is small talk, which retrieves nothing.
+fn retrieval_vector<'a>(
+    vector: Option<&'a MessageVector>,
+    text: &str,
+) -> Option<&'a MessageVector> {
+    vector.filter(|_| !judge::is_small_talk(text))
 }
 
 /// The decision stored on a user message; one that does not parse reads as a fallback

@@ -6,7 +6,8 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use potentia_ai::assistant::conversations::{
-    related_messages_with_plan, RelatedMessage, RelatedQuery, EXACT_MESSAGE_SCAN_MAX,
+    recent_in_context, recent_in_contexts, related_messages_with_plan, RelatedMessage,
+    RelatedQuery, EXACT_MESSAGE_SCAN_MAX,
 };
 use potentia_ai::retrieval::semantic::Plan;
 use potentia_tests::Session;
@@ -466,4 +467,66 @@ async fn the_index_plan_leaves_out_the_active_context_and_still_fills_the_limit(
         related.iter().all(|m| m.text.ends_with(&suffix)),
         "none from the active context"
     );
+}
+
+#[tokio::test]
+async fn the_judges_one_read_of_several_topics_gives_each_its_last_messages_oldest_first() {
+    let chat = Chat::start().await;
+    let first = chat.conversation().await;
+    let second = chat.conversation().await;
+    let mut contexts = Vec::new();
+    for (conversation, texts) in [
+        (
+            first,
+            [
+                "Plan the garden beds",
+                "Tomatoes by the fence",
+                "Basil near the door",
+            ],
+        ),
+        (
+            second,
+            [
+                "Book the dentist",
+                "Tuesday morning works",
+                "Remind me the day before",
+            ],
+        ),
+    ] {
+        let mut context = None;
+        for text in texts {
+            let turn = say(&chat, conversation, text).await;
+            context = turn["user_message"]["context_id"]
+                .as_str()
+                .and_then(|s| s.parse::<Uuid>().ok());
+            chat.advance(Duration::minutes(2));
+        }
+        contexts.push(context.expect("a context id"));
+    }
+    let unknown = Uuid::now_v7();
+    let db = &chat.app.db;
+    let mut all = contexts.clone();
+    all.push(unknown);
+
+    let by_context = recent_in_contexts(db, &all, 4).await.expect("one read");
+
+    assert!(
+        !by_context.contains_key(&unknown),
+        "a topic without messages has none"
+    );
+    for context in contexts {
+        let alone = recent_in_context(db, context, 4).await.expect("one topic");
+        let ids = |messages: &[potentia_ai::assistant::conversations::Message]| {
+            messages.iter().map(|m| m.id).collect::<Vec<_>>()
+        };
+        let stored: i64 =
+            sqlx::query_scalar("select count(*) from conversation_messages where context_id = $1")
+                .bind(context)
+                .fetch_one(db)
+                .await
+                .expect("count the topic's messages");
+        assert_eq!(alone.len() as i64, stored.min(4), "the last four at most");
+        assert_eq!(ids(&by_context[&context]), ids(&alone));
+        assert!(alone.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+    }
 }
