@@ -10,12 +10,17 @@ set -euo pipefail
 ROOT=$(repo_root)
 cd "$ROOT"
 
+started=$(now_ms)
+step() { log "$* ($(($(now_ms) - started)) ms)"; }
+
+step "Postgres"
 "$ROOT/scripts/postgres.sh" up
 DATABASE_URL=$("$ROOT/scripts/postgres.sh" url)
 export DATABASE_URL
 
 # The local models: the embedder is the default when no remote one is configured; the chat
 # model is used only with POTENTIA_AI_CHAT_PROVIDER=local. Paths already set are kept.
+step "local models"
 "$ROOT/scripts/models.sh" up
 POTENTIA_AI_EMBEDDING_MODEL_DIR=${POTENTIA_AI_EMBEDDING_MODEL_DIR:-$("$ROOT/scripts/models.sh" embedding-dir)}
 POTENTIA_AI_CHAT_GGUF=${POTENTIA_AI_CHAT_GGUF:-$("$ROOT/scripts/models.sh" chat-gguf)}
@@ -32,4 +37,9 @@ if [ -z "${POTENTIA_JWT_SECRET:-}" ] && [ "${POTENTIA_MODE:-dev}" = dev ]; then
     export POTENTIA_JWT_SECRET
 fi
 
+# The binary the tests built is this one (same features), so after ./scripts/test.sh this build
+# only checks that nothing changed; a fresh tree compiles here, with cargo's progress shown.
+step "building the server (nothing to do when it is up to date)"
+cargo build -p potentia-server --bin potentia
+step "starting potentia serve (migrations, then listening; /health answers when ready)"
 exec cargo run --quiet -p potentia-server --bin potentia -- serve "$@"

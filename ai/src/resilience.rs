@@ -525,12 +525,21 @@ mod tests {
             first_byte_timeout: Duration::from_secs(5),
             total_timeout: Duration::from_secs(60),
             max_attempts: 3,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
             breaker_failures: 2,
-            breaker_cooldown: Duration::from_secs(10),
+            breaker_cooldown: COOLDOWN,
             max_concurrency: 2,
         }
+    }
+
+    // Real time, not a paused clock: tokio's `test-util` would give the test build other tokio
+    // features than the server binary's and make `serve.sh` rebuild after the tests. Waits are
+    // at least the cooldown, and nothing asserted before one takes anywhere near it.
+    const COOLDOWN: Duration = Duration::from_secs(2);
+
+    async fn after_cooldown() {
+        tokio::time::sleep(COOLDOWN).await;
     }
 
     fn down() -> AttemptError {
@@ -549,7 +558,7 @@ mod tests {
             .await
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_breaker_opens_half_opens_and_closes() {
         let guard = Resilience::new(ProviderKind::Gemini, settings(), AiMetrics::default());
         assert_eq!(guard.breaker_state(), BreakerState::Closed);
@@ -561,23 +570,23 @@ mod tests {
         let refused = succeed(&guard).await.unwrap_err();
         match refused {
             AiError::Unavailable { retry_after, .. } => {
-                assert!(retry_after.unwrap() <= Duration::from_secs(10));
+                assert!(retry_after.unwrap() <= COOLDOWN);
             }
             other => panic!("{other:?}"),
         }
 
-        tokio::time::advance(Duration::from_secs(10)).await;
+        after_cooldown().await;
         assert_eq!(guard.breaker_state(), BreakerState::HalfOpen);
         succeed(&guard).await.unwrap();
         assert_eq!(guard.breaker_state(), BreakerState::Closed);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_failed_probe_opens_the_breaker_again_after_one_attempt() {
         let guard = Resilience::new(ProviderKind::Gemini, settings(), AiMetrics::default());
         fail(&guard).await.unwrap_err();
         fail(&guard).await.unwrap_err();
-        tokio::time::advance(Duration::from_secs(10)).await;
+        after_cooldown().await;
 
         let mut attempts = 0;
         guard
@@ -591,7 +600,7 @@ mod tests {
         assert_eq!(guard.breaker_state(), BreakerState::Open);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_rejection_resets_the_failure_count() {
         let guard = Resilience::new(ProviderKind::OpenAi, settings(), AiMetrics::default());
         fail(&guard).await.unwrap_err();
@@ -608,12 +617,12 @@ mod tests {
         assert_eq!(guard.breaker_state(), BreakerState::Closed);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_dropped_probe_lets_the_next_call_probe() {
         let guard = Resilience::new(ProviderKind::Gemini, settings(), AiMetrics::default());
         fail(&guard).await.unwrap_err();
         fail(&guard).await.unwrap_err();
-        tokio::time::advance(Duration::from_secs(10)).await;
+        after_cooldown().await;
         let hanging = guard.call("m", Operation::Complete, |_| {
             std::future::pending::<Result<(), AttemptError>>()
         });
@@ -624,7 +633,7 @@ mod tests {
         assert_eq!(guard.breaker_state(), BreakerState::Closed);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn retries_wait_at_least_the_hinted_delay() {
         let guard = Resilience::new(ProviderKind::Gemini, settings(), AiMetrics::default());
         let started = Instant::now();
@@ -638,7 +647,7 @@ mod tests {
                         Err(AttemptError::retryable(AiError::Unavailable {
                             provider: ProviderKind::Gemini,
                             reason: "429".into(),
-                            retry_after: Some(Duration::from_secs(7)),
+                            retry_after: Some(Duration::from_millis(300)),
                         }))
                     } else {
                         Ok(())
@@ -648,16 +657,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(attempts, 2);
-        assert!(started.elapsed() >= Duration::from_secs(7));
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
     #[test]
     fn backoff_is_capped_and_jittered_below_the_ceiling() {
         let guard = Resilience::new(ProviderKind::Gemini, settings(), AiMetrics::default());
         for attempt in 1..40 {
-            assert!(guard.backoff(attempt) <= Duration::from_secs(1));
+            assert!(guard.backoff(attempt) <= Duration::from_millis(5));
         }
-        assert!(guard.backoff(1) <= Duration::from_millis(100));
+        assert!(guard.backoff(1) <= Duration::from_millis(1));
     }
 
     #[test]

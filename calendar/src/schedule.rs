@@ -49,6 +49,24 @@ pub enum Timing {
 }
 
 impl Timing {
+    /// Parses an occurrence key in any form the API takes: the local forms of
+    /// [`parse_original_start`], or an instant (`2026-03-10T14:00:00Z`, with any offset), the
+    /// form views report starts in, read in the series' zone (all-day series: in `placement`).
+    pub fn parse_original_start(&self, text: &str, placement: Tz) -> Option<NaiveDateTime> {
+        parse_original_start(text).or_else(|| {
+            let at = DateTime::parse_from_rfc3339(text.trim())
+                .ok()?
+                .with_timezone(&Utc);
+            Some(match *self {
+                Self::Timed { zone, .. } => at.with_timezone(&zone).naive_local(),
+                Self::AllDay { .. } => at
+                    .with_timezone(&placement)
+                    .date_naive()
+                    .and_time(NaiveTime::MIN),
+            })
+        })
+    }
+
     /// The series start as the recurrence engine sees it.
     pub fn series_start(&self) -> SeriesStart {
         match *self {
@@ -471,5 +489,56 @@ impl RecurrenceRule {
         rule.count = count;
         rule.until = if count.is_some() { None } else { until };
         rule
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nine_in_berlin() -> Timing {
+        let zone: Tz = "Europe/Berlin".parse().unwrap();
+        Timing::Timed {
+            start: "2026-03-10T08:00:00Z".parse().unwrap(),
+            end: "2026-03-10T09:00:00Z".parse().unwrap(),
+            zone,
+        }
+    }
+
+    #[test]
+    fn an_original_start_is_read_in_the_local_form_or_as_an_instant() {
+        let timing = nine_in_berlin();
+        let local = NaiveDate::from_ymd_opt(2026, 3, 10)
+            .unwrap()
+            .and_hms_opt(9, 0, 0)
+            .unwrap();
+        for text in [
+            "2026-03-10T09:00:00",
+            "2026-03-10T08:00:00Z",
+            "2026-03-10T03:00:00-05:00",
+        ] {
+            assert_eq!(
+                timing.parse_original_start(text, Tz::UTC),
+                Some(local),
+                "{text}"
+            );
+        }
+        assert_eq!(timing.parse_original_start("tomorrow", Tz::UTC), None);
+    }
+
+    #[test]
+    fn an_instant_names_an_all_day_occurrence_by_its_date_in_the_placement_zone() {
+        let timing = Timing::AllDay {
+            start: NaiveDate::from_ymd_opt(2026, 3, 10).unwrap(),
+            end: NaiveDate::from_ymd_opt(2026, 3, 11).unwrap(),
+        };
+        let zone: Tz = "America/New_York".parse().unwrap();
+        let midnight = NaiveDate::from_ymd_opt(2026, 3, 10)
+            .unwrap()
+            .and_time(NaiveTime::MIN);
+        assert_eq!(
+            timing.parse_original_start("2026-03-10T04:00:00Z", zone),
+            Some(midnight)
+        );
     }
 }

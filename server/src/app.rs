@@ -243,6 +243,12 @@ pub fn router(state: AppState) -> Router {
 fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
     let allow_origin = match origins {
         CorsOrigins::None => AllowOrigin::list([]),
+        CorsOrigins::Loopback => {
+            let origins = origins.clone();
+            AllowOrigin::predicate(move |origin, _| {
+                origin.to_str().is_ok_and(|origin| origins.allows(origin))
+            })
+        }
         CorsOrigins::Any => AllowOrigin::any(),
         CorsOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|o| o.parse().ok())),
     };

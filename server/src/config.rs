@@ -17,7 +17,8 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// Local development: a missing JWT secret is generated (and said so), CORS may be `*`.
+    /// Local development: a missing JWT secret is generated (and said so), CORS may be `*`,
+    /// and pages on loopback origins may call the server unless origins are listed.
     Dev,
     /// Production: every secret must be given; unsafe settings are refused.
     Production,
@@ -57,11 +58,18 @@ pub struct ServeArgs {
     #[arg(long, env = "POTENTIA_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl_secs: u64,
 
+    /// Seconds a used refresh token still answers with its successor (two tabs refreshing at
+    /// once); a use after that revokes the sign-in as theft. `0` turns the window off.
+    #[arg(long, env = "POTENTIA_REFRESH_REUSE_GRACE_SECS", default_value_t = 10)]
+    pub refresh_reuse_grace_secs: u64,
+
     /// Maximum request body size in bytes.
     #[arg(long, env = "POTENTIA_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
 
-    /// Origins allowed by CORS, comma-separated; `*` allows any (dev mode only). Empty: none.
+    /// Origins allowed by CORS and by the WebSocket `Origin` check, comma-separated; `*` allows
+    /// any (dev mode only). Empty: loopback pages (`http://localhost:*`, `http://127.0.0.1:*`)
+    /// in dev mode, none in production.
     #[arg(
         long,
         env = "POTENTIA_CORS_ORIGINS",
@@ -205,15 +213,51 @@ pub struct AuthSettings {
     pub issuer: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    pub refresh_reuse_grace: Duration,
     pub rate_per_ip_per_minute: u32,
     pub rate_per_account_per_minute: u32,
 }
 
+/// Which browser origins may call the API (CORS) and open a canvas socket (`Origin` check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CorsOrigins {
     None,
+    /// Pages served from this machine, on any port (dev mode's default).
+    Loopback,
     Any,
     List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// Whether a page on `origin` (the `Origin` header's value) is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            CorsOrigins::None => false,
+            CorsOrigins::Loopback => is_loopback_origin(origin),
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => list.iter().any(|allowed| allowed == origin),
+        }
+    }
+}
+
+/// `http(s)://localhost`, `127.0.0.1` or `[::1]`, with an optional port and nothing after it.
+fn is_loopback_origin(origin: &str) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && host != "[" => {
+            if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.len() > 5 {
+                return false;
+            }
+            host
+        }
+        _ => authority,
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +344,7 @@ impl ServeArgs {
                 issuer: self.jwt.jwt_issuer,
                 access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
                 refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs),
+                refresh_reuse_grace: Duration::from_secs(self.refresh_reuse_grace_secs),
                 rate_per_ip_per_minute: self.auth_rate_per_ip_per_minute,
                 rate_per_account_per_minute: self.auth_rate_per_account_per_minute,
             },
@@ -365,7 +410,10 @@ fn parse_cors(origins: &[String], mode: Mode) -> Result<CorsOrigins, ConfigError
         .filter(|o| !o.is_empty())
         .collect();
     if origins.is_empty() {
-        return Ok(CorsOrigins::None);
+        return Ok(match mode {
+            Mode::Dev => CorsOrigins::Loopback,
+            Mode::Production => CorsOrigins::None,
+        });
     }
     if origins.contains(&"*") {
         return match mode {
@@ -452,6 +500,44 @@ mod tests {
                 "http://localhost:3000".into()
             ])
         );
+    }
+
+    #[test]
+    fn dev_mode_allows_loopback_pages_when_no_origin_is_listed() {
+        let settings = parse(&["--mode", "dev"]).unwrap();
+        assert_eq!(settings.http.cors, CorsOrigins::Loopback);
+        for origin in [
+            "http://localhost:5173",
+            "http://127.0.0.1:3000",
+            "http://localhost",
+            "https://localhost:8443",
+            "http://[::1]:5173",
+        ] {
+            assert!(settings.http.cors.allows(origin), "{origin}");
+        }
+    }
+
+    #[test]
+    fn the_loopback_default_refuses_look_alike_hosts() {
+        for origin in [
+            "http://localhost.evil.example",
+            "http://evil.example:5173",
+            "http://localhost:5173/",
+            "http://localhost:51a3",
+            "http://127.0.0.1.evil.example:80",
+            "null",
+            "file://",
+        ] {
+            assert!(!CorsOrigins::Loopback.allows(origin), "{origin}");
+        }
+    }
+
+    #[test]
+    fn production_allows_no_origin_unless_listed() {
+        let secret = "x".repeat(40);
+        let settings = parse(&["--mode", "production", "--jwt-secret", &secret]).unwrap();
+        assert_eq!(settings.http.cors, CorsOrigins::None);
+        assert!(!settings.http.cors.allows("http://localhost:5173"));
     }
 
     #[test]

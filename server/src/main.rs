@@ -9,6 +9,7 @@ use potentia_ai::{queue, reindex, AiMetrics, Providers};
 use potentia_server::ai::config::AiArgs;
 use potentia_server::auth::JwtKeys;
 use potentia_server::config::{AuthSettings, DatabaseArgs, JwtArgs, LogArgs, Mode, ServeArgs};
+use potentia_server::users::db as users_db;
 use potentia_server::{db, telemetry};
 use uuid::Uuid;
 
@@ -72,11 +73,16 @@ enum AiCommand {
 struct TokenArgs {
     #[command(flatten)]
     jwt: JwtArgs,
-    /// The user id (`sub`); a new random id when omitted.
+    /// The user id (`sub`). Without it, the account with `--email` in the database, or a new
+    /// id (the first request with the token then creates the account).
     #[arg(long)]
     user: Option<Uuid>,
+    /// The account's email: an existing account is looked up in `DATABASE_URL`.
     #[arg(long)]
     email: Option<String>,
+    /// Where `--email` is looked up; without it, a new account is assumed.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl_secs: u64,
@@ -181,6 +187,38 @@ async fn run_ai_command(command: AiCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Whom a minted token names: `--user`, else the account that has `--email`, else a new id.
+fn token_subject(args: &TokenArgs) -> anyhow::Result<Uuid> {
+    if let Some(user) = args.user {
+        return Ok(user);
+    }
+    let (Some(email), Some(database_url)) = (&args.email, &args.database_url) else {
+        return Ok(Uuid::new_v4());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let existing = runtime.block_on(async {
+        let pool = db::connect(database_url, 1).await?;
+        let found = users_db::find_credentials(&pool, email).await?;
+        pool.close().await;
+        anyhow::Ok(found.map(|account| account.id))
+    })?;
+    Ok(match existing {
+        Some(id) => {
+            eprintln!("potentia: a token for the existing account {id} ({email})");
+            id
+        }
+        None => {
+            let id = Uuid::new_v4();
+            eprintln!(
+                "potentia: no account has {email} yet; the first request with this token creates {id}"
+            );
+            id
+        }
+    })
+}
+
 fn print_token(args: &TokenArgs) -> ExitCode {
     if args.jwt.jwt_secret.is_none() {
         eprintln!(
@@ -201,10 +239,17 @@ fn print_token(args: &TokenArgs) -> ExitCode {
         issuer: args.jwt.jwt_issuer.clone(),
         access_token_ttl: Duration::from_secs(args.ttl_secs),
         refresh_token_ttl: Duration::from_secs(args.ttl_secs),
+        refresh_reuse_grace: Duration::ZERO,
         rate_per_ip_per_minute: 1,
         rate_per_account_per_minute: 1,
     };
-    let user = args.user.unwrap_or_else(Uuid::new_v4);
+    let user = match token_subject(args) {
+        Ok(user) => user,
+        Err(err) => {
+            eprintln!("potentia: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     match JwtKeys::new(&settings).issue(user, args.email.as_deref(), settings.access_token_ttl) {
         Ok(token) => {
             println!("{token}");

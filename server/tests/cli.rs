@@ -83,6 +83,63 @@ fn token_mints_a_jwt_for_the_given_user() {
     assert_eq!(claims["email"], "ops@example.org");
 }
 
+fn token_claims(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout);
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&["authenticated"]);
+    decode::<serde_json::Value>(
+        token.trim(),
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims
+}
+
+#[tokio::test]
+async fn token_by_email_names_the_existing_account_or_a_new_one() {
+    let db = ScratchDb::create().await;
+    let migrated = potentia()
+        .args(["migrate"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let account = uuid::Uuid::now_v7();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("insert into users (id, email) values ($1, 'Ada@Example.org')")
+        .bind(account)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mint = |email: &str| {
+        potentia()
+            .args(["token", "--email", email])
+            .env("POTENTIA_JWT_SECRET", SECRET)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap()
+    };
+
+    let existing = mint("ada@example.org");
+    assert_eq!(token_claims(&existing)["sub"], account.to_string());
+    let fresh = mint("newcomer@example.org");
+    let claims = token_claims(&fresh);
+    assert_ne!(claims["sub"], account.to_string());
+    assert!(String::from_utf8_lossy(&fresh.stderr).contains("no account has newcomer@example.org"));
+    db.drop_now().await;
+}
+
 #[test]
 fn token_without_a_secret_says_what_is_missing() {
     let out = potentia().args(["token"]).output().unwrap();

@@ -214,6 +214,7 @@ pub fn test_settings(database_url: &str) -> Settings {
             issuer: "potentia".to_owned(),
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(3600),
+            refresh_reuse_grace: Duration::from_secs(10),
             rate_per_ip_per_minute: 1000,
             rate_per_account_per_minute: 1000,
         },

@@ -145,6 +145,7 @@ mod tests {
             issuer: "potentia".into(),
             access_token_ttl: Duration::from_secs(60),
             refresh_token_ttl: Duration::from_secs(600),
+            refresh_reuse_grace: Duration::ZERO,
             rate_per_ip_per_minute: 10,
             rate_per_account_per_minute: 10,
         }

@@ -1,14 +1,32 @@
-//! Refresh tokens: opaque random strings stored only as SHA-256, rotated on every use. Tokens
-//! descending from one sign-in form a family; presenting a token that was already used or
-//! revoked is treated as theft and revokes the whole family.
+//! Refresh tokens: opaque strings stored only as SHA-256, rotated on every use. Tokens
+//! descending from one sign-in form a family.
+//!
+//! | presented token | answer |
+//! |---|---|
+//! | live | rotated: it is marked used and its successor is issued |
+//! | used less than the grace window ago | the successor again (the newest live one down the chain) |
+//! | used longer ago | theft: the whole family is revoked |
+//! | revoked (sign-out, or a family revoked for theft) | refused, nothing more happens |
+//! | expired / unknown | refused |
+//!
+//! The grace window lets two tabs that refresh with one token at once both stay signed in. A
+//! successor is derived from its predecessor (HMAC-SHA256 under the server's secret), so the
+//! server can hand it out again without ever storing a token in the clear.
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::secret::{self, digest};
+
+/// How many rotations inside one grace window a replay may walk down to find the live token.
+const MAX_REPLAY_CHAIN: usize = 8;
 
 /// A freshly issued token; `token` is shown to the client once and never stored.
 #[derive(Debug, Clone)]
@@ -27,11 +45,19 @@ pub enum Rotation {
         user_id: Uuid,
         next: IssuedRefreshToken,
     },
-    /// The token had already been used or revoked: its family is now revoked.
+    /// The token was used moments ago (inside the grace window): `next` is the live token that
+    /// descends from it, handed out again.
+    Replayed {
+        user_id: Uuid,
+        next: IssuedRefreshToken,
+    },
+    /// The token had already been used, outside the grace window: its family is now revoked.
     Reused {
         user_id: Uuid,
         family_id: Uuid,
     },
+    /// The token was revoked (signed out, or its family revoked for reuse).
+    Revoked,
     Expired,
     Unknown,
 }
@@ -41,20 +67,37 @@ fn expiry(ttl: Duration) -> DateTime<Utc> {
     Utc::now() + ttl
 }
 
-/// Starts a new family (a sign-in) or continues one (a rotation).
+/// Starts a new family: a sign-in.
 pub async fn issue<'e>(
     db: impl sqlx::PgExecutor<'e>,
     user_id: Uuid,
-    family_id: Option<Uuid>,
     ttl: Duration,
 ) -> sqlx::Result<IssuedRefreshToken> {
-    let token = secret::generate();
     let issued = IssuedRefreshToken {
         id: Uuid::now_v7(),
-        family_id: family_id.unwrap_or_else(Uuid::now_v7),
+        family_id: Uuid::now_v7(),
         expires_at: expiry(ttl),
-        token,
+        token: secret::generate(),
     };
+    insert(db, user_id, &issued).await?;
+    Ok(issued)
+}
+
+/// The token that replaces `presented`: derived, so a replay inside the grace window can
+/// recompute it.
+fn successor(key: &[u8], presented: &str) -> String {
+    // Hmac accepts keys of any length, so `new_from_slice` cannot fail here.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"potentia refresh successor\0");
+    mac.update(presented.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+async fn insert<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    user_id: Uuid,
+    issued: &IssuedRefreshToken,
+) -> sqlx::Result<()> {
     sqlx::query!(
         r#"insert into refresh_tokens (id, user_id, family_id, token_hash, expires_at)
            values ($1, $2, $3, $4, $5)"#,
@@ -66,27 +109,67 @@ pub async fn issue<'e>(
     )
     .execute(db)
     .await?;
-    Ok(issued)
+    Ok(())
 }
 
-/// Rotates `presented` inside the caller's transaction; the row lock makes two concurrent
-/// rotations of one token serialize, so the second is detected as reuse.
+/// How [`rotate`] treats a presented token.
+#[derive(Debug, Clone)]
+pub struct RotationPolicy<'a> {
+    /// Key of the successor derivation: the server's signing secret.
+    pub key: &'a [u8],
+    pub ttl: Duration,
+    /// How long a used token still answers with its successor.
+    pub grace: Duration,
+}
+
+struct TokenRow {
+    id: Uuid,
+    user_id: Uuid,
+    family_id: Uuid,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+async fn lock_token(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<TokenRow>> {
+    sqlx::query_as!(
+        TokenRow,
+        r#"select id, user_id, family_id, expires_at, used_at, revoked_at
+           from refresh_tokens where token_hash = $1 for update"#,
+        digest(token),
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+fn used_within(used_at: Option<DateTime<Utc>>, grace: Duration) -> bool {
+    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
+    used_at.is_some_and(|used_at| Utc::now() - used_at <= grace)
+}
+
+/// Rotates `presented` inside the caller's transaction. The row lock makes two concurrent
+/// rotations of one token serialize: the second sees the first's use and, inside the grace
+/// window, answers the same successor.
 pub async fn rotate(
     conn: &mut PgConnection,
     presented: &str,
-    ttl: Duration,
+    policy: &RotationPolicy<'_>,
 ) -> sqlx::Result<Rotation> {
-    let Some(row) = sqlx::query!(
-        r#"select id, user_id, family_id, expires_at, used_at, revoked_at
-           from refresh_tokens where token_hash = $1 for update"#,
-        digest(presented),
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
+    let Some(row) = lock_token(&mut *conn, presented).await? else {
         return Ok(Rotation::Unknown);
     };
-    if row.used_at.is_some() || row.revoked_at.is_some() {
+    if row.revoked_at.is_some() {
+        return Ok(Rotation::Revoked);
+    }
+    if row.used_at.is_some() {
+        if used_within(row.used_at, policy.grace) {
+            if let Some(next) = live_descendant(&mut *conn, presented, policy).await? {
+                return Ok(Rotation::Replayed {
+                    user_id: row.user_id,
+                    next,
+                });
+            }
+        }
         revoke_family(&mut *conn, row.family_id).await?;
         return Ok(Rotation::Reused {
             user_id: row.user_id,
@@ -96,7 +179,13 @@ pub async fn rotate(
     if row.expires_at <= Utc::now() {
         return Ok(Rotation::Expired);
     }
-    let next = issue(&mut *conn, row.user_id, Some(row.family_id), ttl).await?;
+    let next = IssuedRefreshToken {
+        id: Uuid::now_v7(),
+        family_id: row.family_id,
+        expires_at: expiry(policy.ttl),
+        token: successor(policy.key, presented),
+    };
+    insert(&mut *conn, row.user_id, &next).await?;
     sqlx::query!(
         "update refresh_tokens set used_at = now(), replaced_by = $2 where id = $1",
         row.id,
@@ -108,6 +197,37 @@ pub async fn rotate(
         user_id: row.user_id,
         next,
     })
+}
+
+/// The live token down the chain of successors of `used`, when every link was used inside the
+/// grace window; `None` when the chain was revoked, expired or went stale.
+async fn live_descendant(
+    conn: &mut PgConnection,
+    used: &str,
+    policy: &RotationPolicy<'_>,
+) -> sqlx::Result<Option<IssuedRefreshToken>> {
+    let mut token = successor(policy.key, used);
+    for _ in 0..MAX_REPLAY_CHAIN {
+        let Some(row) = lock_token(&mut *conn, &token).await? else {
+            return Ok(None);
+        };
+        if row.revoked_at.is_some() || row.expires_at <= Utc::now() {
+            return Ok(None);
+        }
+        if row.used_at.is_none() {
+            return Ok(Some(IssuedRefreshToken {
+                id: row.id,
+                family_id: row.family_id,
+                token,
+                expires_at: row.expires_at,
+            }));
+        }
+        if !used_within(row.used_at, policy.grace) {
+            return Ok(None);
+        }
+        token = successor(policy.key, &token);
+    }
+    Ok(None)
 }
 
 /// The family of a token, if the token exists and belongs to `user_id`.
@@ -151,4 +271,33 @@ pub async fn revoke_all_of_user<'e>(
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_successor_is_a_function_of_its_predecessor_and_the_key() {
+        let a = successor(b"key one", "token");
+        assert_eq!(a, successor(b"key one", "token"));
+        assert_ne!(a, successor(b"key two", "token"));
+        assert_ne!(a, successor(b"key one", "other token"));
+        assert_eq!(a.len(), 43);
+    }
+
+    #[test]
+    fn the_grace_window_counts_from_the_use() {
+        let grace = Duration::from_secs(10);
+        assert!(used_within(Some(Utc::now()), grace));
+        assert!(!used_within(
+            Some(Utc::now() - chrono::Duration::seconds(11)),
+            grace
+        ));
+        assert!(!used_within(None, grace));
+        assert!(!used_within(
+            Some(Utc::now() - chrono::Duration::seconds(1)),
+            Duration::ZERO
+        ));
+    }
 }

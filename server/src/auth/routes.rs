@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::password::{self, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
-use super::refresh::{self, IssuedRefreshToken, Rotation};
+use super::refresh::{self, IssuedRefreshToken, Rotation, RotationPolicy};
 use super::AuthUser;
 use crate::audit::{self, AuditEntry};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
@@ -147,13 +147,7 @@ pub async fn sign_up(
             err.into()
         }
     })?;
-    let refresh = refresh::issue(
-        &mut *tx,
-        user.id,
-        None,
-        state.settings.auth.refresh_token_ttl,
-    )
-    .await?;
+    let refresh = refresh::issue(&mut *tx, user.id, state.settings.auth.refresh_token_ttl).await?;
     audit::record(
         &mut *tx,
         AuditEntry::new("user.create", "user", user.id)
@@ -209,13 +203,7 @@ pub async fn sign_in(
     let user = users_db::find(&mut *tx, user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
-    let refresh = refresh::issue(
-        &mut *tx,
-        user.id,
-        None,
-        state.settings.auth.refresh_token_ttl,
-    )
-    .await?;
+    let refresh = refresh::issue(&mut *tx, user.id, state.settings.auth.refresh_token_ttl).await?;
     audit::record(
         &mut *tx,
         AuditEntry::new("auth.signin", "user", user.id)
@@ -228,14 +216,15 @@ pub async fn sign_in(
     Ok(ApiJson(session(&state, user, refresh)?))
 }
 
-/// Exchanges a refresh token for a new session. Each refresh token works once; presenting a
-/// used one revokes every token of its sign-in (reuse detection).
+/// Exchanges a refresh token for a new session. Each refresh token works once: a second use
+/// within `POTENTIA_REFRESH_REUSE_GRACE_SECS` (two tabs refreshing at once) answers the same
+/// new refresh token; a later one revokes every token of its sign-in (reuse detection).
 #[utoipa::path(
     post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
     responses(
         (status = 200, body = Session),
-        (status = 401, description = "Unknown, expired, revoked or reused token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown (`invalid_refresh_token`), expired (`refresh_token_expired`), revoked by a sign-out (`refresh_token_revoked`) or reused after the grace window (`refresh_token_reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -247,12 +236,13 @@ pub async fn refresh_session(
 ) -> ApiResult<ApiJson<Session>> {
     state.auth_limits.check_ip(ip)?;
     let mut tx = state.db.begin().await?;
-    let rotation = refresh::rotate(
-        &mut tx,
-        &body.refresh_token,
-        state.settings.auth.refresh_token_ttl,
-    )
-    .await?;
+    let auth = &state.settings.auth;
+    let policy = RotationPolicy {
+        key: &auth.jwt_secret.bytes,
+        ttl: auth.refresh_token_ttl,
+        grace: auth.refresh_reuse_grace,
+    };
+    let rotation = refresh::rotate(&mut tx, &body.refresh_token, &policy).await?;
     match rotation {
         Rotation::Unknown => Err(ApiError::unauthorized(
             "invalid_refresh_token",
@@ -261,6 +251,10 @@ pub async fn refresh_session(
         Rotation::Expired => Err(ApiError::unauthorized(
             "refresh_token_expired",
             "the refresh token has expired; sign in again",
+        )),
+        Rotation::Revoked => Err(ApiError::unauthorized(
+            "refresh_token_revoked",
+            "this sign-in was revoked (signed out, or its refresh token was reused); sign in again",
         )),
         Rotation::Reused { user_id, family_id } => {
             audit::record(
@@ -279,20 +273,36 @@ pub async fn refresh_session(
             ))
         }
         Rotation::Rotated { user_id, next } => {
-            let user = users_db::find(&mut *tx, user_id).await?.ok_or_else(|| {
-                ApiError::unauthorized("invalid_refresh_token", "the account no longer exists")
-            })?;
-            audit::record(
-                &mut *tx,
-                AuditEntry::new("auth.refresh", "refresh_family", next.family_id)
-                    .actor(user_id)
-                    .request(request_id.as_deref()),
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(ApiJson(session(&state, user, next)?))
+            refreshed(&state, tx, user_id, next, false, request_id.as_deref()).await
+        }
+        Rotation::Replayed { user_id, next } => {
+            refreshed(&state, tx, user_id, next, true, request_id.as_deref()).await
         }
     }
+}
+
+/// The session answering a successful refresh, audited in its transaction.
+async fn refreshed(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    user_id: Uuid,
+    next: IssuedRefreshToken,
+    within_grace: bool,
+    request_id: Option<&str>,
+) -> ApiResult<ApiJson<Session>> {
+    let user = users_db::find(&mut *tx, user_id).await?.ok_or_else(|| {
+        ApiError::unauthorized("invalid_refresh_token", "the account no longer exists")
+    })?;
+    audit::record(
+        &mut *tx,
+        AuditEntry::new("auth.refresh", "refresh_family", next.family_id)
+            .actor(user_id)
+            .after(serde_json::json!({ "within_grace": within_grace }))
+            .request(request_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ApiJson(session(state, user, next)?))
 }
 
 /// Revokes the session of one refresh token, or with `all` every session of the caller.

@@ -1250,20 +1250,34 @@ pub struct ViewRow {
     pub status: String,
     pub transparency: String,
     pub recurring: bool,
+    /// The viewer's answer when they are a guest (or the organizer) of the schedule.
+    pub rsvp: Option<String>,
+    /// The viewer is a guest of the schedule, not its organizer.
+    pub as_guest: bool,
 }
 
-/// Instances of `calendar_ids` overlapping `[from, to)`, by start, after `after` (a keyset of
-/// start, schedule id, original start), at most `limit`. Exceptions' overrides are applied.
-#[allow(clippy::too_many_arguments)]
+/// What one page of the instances view reads.
+#[derive(Debug, Clone)]
+pub struct ViewQuery<'a> {
+    /// Whose view it is: their RSVP is reported on schedules they are a guest of.
+    pub viewer: Uuid,
+    pub calendar_ids: &'a [Uuid],
+    /// Schedules shown wherever their calendar is (the viewer is a guest of them).
+    pub guest_schedule_ids: &'a [Uuid],
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The keyset (start, schedule id, original start) to continue after.
+    pub after: Option<(DateTime<Utc>, Uuid, NaiveDateTime)>,
+    pub limit: i64,
+}
+
+/// Instances of the query's calendars and guest schedules overlapping `[from, to)`, by start,
+/// at most `limit`. Exceptions' overrides are applied.
 pub async fn view<'e>(
     db: impl PgExecutor<'e>,
-    calendar_ids: &[Uuid],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    after: Option<(DateTime<Utc>, Uuid, NaiveDateTime)>,
-    limit: i64,
+    query: &ViewQuery<'_>,
 ) -> sqlx::Result<Vec<ViewRow>> {
-    let (after_start, after_schedule, after_original) = match after {
+    let (after_start, after_schedule, after_original) = match query.after {
         Some((start, schedule, original)) => (Some(start), Some(schedule), Some(original)),
         None => (None, None, None),
     };
@@ -1272,20 +1286,54 @@ pub async fn view<'e>(
         r#"select i.schedule_id, i.calendar_id, i.original_start, lower(i.during) as "start!", upper(i.during) as "end!",
                   i.all_day, i.is_exception, coalesce(x.title, s.title) as "title!", coalesce(x.location, s.location) as location,
                   coalesce(x.status, s.status) as "status!", coalesce(x.transparency, s.transparency) as "transparency!",
-                  (cardinality(s.rrule) > 0 or cardinality(s.rdate) > 0) as "recurring!"
+                  (cardinality(s.rrule) > 0 or cardinality(s.rdate) > 0) as "recurring!",
+                  me.rsvp as "rsvp?", coalesce(not me.organizer, false) as "as_guest!"
            from schedule_instances i
            join schedules s on s.id = i.schedule_id
            left join schedule_exceptions x on i.is_exception and x.schedule_id = i.schedule_id and x.original_start = i.original_start
-           where i.calendar_id = any($1) and i.during && tstzrange($2, $3)
+           left join schedule_guests me on me.schedule_id = i.schedule_id and me.user_id = $8
+           where (i.calendar_id = any($1) or i.schedule_id = any($9)) and i.during && tstzrange($2, $3)
              and ($4::timestamptz is null or (lower(i.during), i.schedule_id, i.original_start) > ($4, $5, $6))
            order by lower(i.during), i.schedule_id, i.original_start
            limit $7"#,
-        calendar_ids,
-        from,
-        to,
+        query.calendar_ids,
+        query.from,
+        query.to,
         after_start,
         after_schedule,
         after_original,
+        query.limit,
+        query.viewer,
+        query.guest_schedule_ids,
+    )
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Debug, Clone)]
+pub struct GuestScheduleRow {
+    pub schedule_id: Uuid,
+    pub calendar_id: Uuid,
+    pub time_zone: String,
+}
+
+/// Schedules `user_id` is a guest of and has not declined, newest invitation first, at most
+/// `limit`.
+pub async fn guest_schedules<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<GuestScheduleRow>> {
+    sqlx::query_as!(
+        GuestScheduleRow,
+        r#"select g.schedule_id, s.calendar_id, c.time_zone
+           from schedule_guests g
+           join schedules s on s.id = g.schedule_id
+           join calendars c on c.id = s.calendar_id
+           where g.user_id = $1 and g.rsvp <> 'declined'
+           order by g.created_at desc, g.id
+           limit $2"#,
+        user_id,
         limit,
     )
     .fetch_all(db)

@@ -31,6 +31,9 @@ pub const MAX_VIEW_LIMIT: u32 = 2_000;
 pub const MAX_FREEBUSY_ITEMS: usize = 50;
 /// Calendars one view reads at most.
 const MAX_VIEW_CALENDARS: i64 = 500;
+/// Schedules on others' calendars one view shows because the caller is their guest, at most
+/// (the newest invitations).
+pub const MAX_VIEW_GUEST_SCHEDULES: i64 = 2_000;
 
 fn range_field(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), ApiError> {
     if to <= from {
@@ -55,7 +58,8 @@ pub struct ViewParams {
     pub time_min: DateTime<Utc>,
     /// End of the range, exclusive; at most 400 days after `time_min`.
     pub time_max: DateTime<Utc>,
-    /// Comma-separated calendar ids; default every calendar the caller can read.
+    /// Comma-separated calendar ids; default every calendar the caller can read, plus the
+    /// schedules on other calendars the caller is a guest of (and has not declined).
     pub calendar_ids: Option<String>,
     /// Instances per page, 1–2000 (default 500).
     pub limit: Option<u32>,
@@ -79,6 +83,12 @@ pub struct Instance {
     pub location: Option<String>,
     pub status: String,
     pub transparency: String,
+    /// The caller is a guest of this schedule (not its organizer); it may be on a calendar
+    /// they cannot otherwise read.
+    pub as_guest: bool,
+    /// The caller's answer as a guest or organizer: `needs_action`, `accepted`, `tentative`
+    /// or `declined`; absent when the caller is neither.
+    pub rsvp: Option<String>,
 }
 
 impl From<ViewRow> for Instance {
@@ -96,6 +106,8 @@ impl From<ViewRow> for Instance {
             location: row.location,
             status: row.status,
             transparency: row.transparency,
+            as_guest: row.as_guest,
+            rsvp: row.rsvp,
         }
     }
 }
@@ -159,8 +171,9 @@ async fn readable(
         .collect())
 }
 
-/// Occurrences in a range across calendars the caller can read (viewer or more), in one call.
-/// Instances past the materialized span are materialized first.
+/// Occurrences in a range across calendars the caller can read (viewer or more), and of the
+/// schedules on other calendars the caller is a guest of (unless declined; `as_guest` and
+/// `rsvp` mark them), in one call. Instances past the materialized span are materialized first.
 #[utoipa::path(get, path = "/api/v1/instances", tag = "schedules", security(("bearer" = [])),
     params(ViewParams),
     responses((status = 200, body = InstancePage), (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -194,10 +207,25 @@ pub async fn view_instances(
         }
         calendars = chosen;
     }
-    let ids: Vec<Uuid> = calendars.keys().copied().collect();
+    let mut shown: Vec<Uuid> = calendars.keys().copied().collect();
+    shown.sort_unstable();
+    // Without `calendar_ids`, schedules on others' calendars that the caller is a guest of
+    // join the view; their calendars are materialized with the rest.
+    let mut guest_schedule_ids = Vec::new();
+    if params.calendar_ids.is_none() {
+        for guest in db::guest_schedules(&state.db, caller.id, MAX_VIEW_GUEST_SCHEDULES).await? {
+            if shown.binary_search(&guest.calendar_id).is_err() {
+                guest_schedule_ids.push(guest.schedule_id);
+                calendars
+                    .entry(guest.calendar_id)
+                    .or_insert_with(|| materialize::zone_of(&guest.time_zone));
+            }
+        }
+    }
+    let to_cover: Vec<Uuid> = calendars.keys().copied().collect();
     let incomplete = materialize::cover(
         &state.db,
-        &ids,
+        &to_cover,
         &calendars,
         params.time_min,
         params.time_max,
@@ -205,11 +233,15 @@ pub async fn view_instances(
     .await?;
     let mut rows = db::view(
         &state.db,
-        &ids,
-        params.time_min,
-        params.time_max,
-        after,
-        i64::from(limit) + 1,
+        &db::ViewQuery {
+            viewer: caller.id,
+            calendar_ids: &shown,
+            guest_schedule_ids: &guest_schedule_ids,
+            from: params.time_min,
+            to: params.time_max,
+            after,
+            limit: i64::from(limit) + 1,
+        },
     )
     .await?;
     let more = rows.len() > limit as usize;

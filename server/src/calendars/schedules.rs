@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
-use potentia_calendar::schedule::{original_start_text, parse_original_start, Series, Timing};
+use potentia_calendar::schedule::{original_start_text, Series, Timing};
 use potentia_calendar::timezone::parse_zone;
 use serde::{Deserialize, Deserializer, Serialize};
 use sqlx::PgConnection;
@@ -873,7 +873,9 @@ impl Exception {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutException {
-    /// `2026-03-10T09:00:00` (local, in the schedule's zone) or `2026-03-10` (all-day).
+    /// The occurrence's original start: `2026-03-10T09:00:00` (local, in the schedule's zone),
+    /// an instant such as `2026-03-10T08:00:00Z` (the form `GET /instances` reports starts in),
+    /// or `2026-03-10` (all-day).
     pub original_start: String,
     #[serde(default)]
     pub cancelled: bool,
@@ -901,12 +903,16 @@ fn original_start_field(
     placement: Tz,
     field: &str,
 ) -> Result<NaiveDateTime, ApiError> {
-    let original = parse_original_start(text).ok_or_else(|| {
-        ApiError::invalid_field(
-            field,
-            "must be a local date-time like 2026-03-10T09:00:00, or a date for all-day schedules",
-        )
-    })?;
+    let original = series
+        .timing()
+        .parse_original_start(text, placement)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                field,
+                "must be the occurrence's original start: local like 2026-03-10T09:00:00, an \
+                 instant like 2026-03-10T08:00:00Z, or a date for all-day schedules",
+            )
+        })?;
     if series.occurrence_at(original, placement).is_none() {
         return Err(ApiError::invalid_field(
             field,
@@ -1099,8 +1105,9 @@ pub async fn delete_exception(
     let mut tx = state.db.begin().await?;
     let access = schedule_access(&mut tx, caller.id, schedule_id, true).await?;
     access.require(CalendarRole::Editor)?;
-    let original =
-        parse_original_start(&original_start).ok_or(ApiError::NotFound { what: "exception" })?;
+    let original = materialize::timing_of(&access.record)?
+        .parse_original_start(&original_start, access.calendar_zone)
+        .ok_or(ApiError::NotFound { what: "exception" })?;
     if !db::delete_exception(&mut *tx, schedule_id, original).await? {
         return Err(ApiError::NotFound { what: "exception" });
     }
@@ -1128,7 +1135,8 @@ pub async fn delete_exception(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitSchedule {
-    /// The first occurrence of the new series (its original start).
+    /// The first occurrence of the new series: its original start, local or as an instant
+    /// (see `PutException::original_start`).
     pub original_start: String,
     /// Changes for the new series, as in a patch.
     #[serde(default)]

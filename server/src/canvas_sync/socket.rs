@@ -1,17 +1,19 @@
 //! `GET /ws/canvas/{canvas_id}?token=…`: the y-websocket endpoint (ARCHITECTURE §3).
 //!
-//! The token and the caller's access are checked before the upgrade (401 / 404 problems, no
-//! socket). After it, one task per socket runs [`serve_socket`]: frames from the client go
-//! through the [`Connection`] state machine (limits, validation, roles) into the room; frames
-//! from the room go out in order; pings keep the socket alive; every ending sends a close frame
-//! with a code and a reason.
+//! A browser page's `Origin` must be one the CORS setting allows (403 `origin_not_allowed`), so
+//! that a foreign site cannot open a socket with a token it holds; clients that send no
+//! `Origin` (native apps, Node) are not browsers and pass. The token and the caller's access are
+//! checked before the upgrade (401 / 404 problems, no socket). After it, one task per socket runs
+//! [`serve_socket`]: frames from the client go through the [`Connection`] state machine (limits,
+//! validation, roles) into the room; frames from the room go out in order; pings keep the socket
+//! alive; every ending sends a close frame with a code and a reason.
 
 use std::time::Instant;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use potentia_sync::close::{GOING_AWAY, MESSAGE_TOO_BIG, POLICY_VIOLATION};
@@ -51,6 +53,7 @@ pub struct SocketParams {
     responses(
         (status = 101, description = "Switched to the y-websocket protocol"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The page's `Origin` is not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 426, body = Problem, content_type = "application/problem+json")))]
 pub async fn canvas_socket(
@@ -61,6 +64,7 @@ pub async fn canvas_socket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    check_origin(&state, &headers)?;
     let token = match params.token.as_deref() {
         Some(token) if !token.is_empty() => token,
         _ => bearer_token_from_headers(&headers)?,
@@ -86,6 +90,26 @@ pub async fn canvas_socket(
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_upgrade(move |socket| serve_socket(socket, state, canvas_id, caller.id, role))
         .into_response())
+}
+
+/// Refuses a browser page whose origin the CORS setting does not allow.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|origin| state.settings.http.cors.allows(origin));
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
+            code: "origin_not_allowed",
+            detail:
+                "pages on this origin may not open canvas sockets; list it in POTENTIA_CORS_ORIGINS"
+                    .to_owned(),
+        })
+    }
 }
 
 fn close_message(close: &Close) -> Message {

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::error::Category;
 
+use super::deserialize::{field_error, product_message};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -77,39 +78,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn describe_json_error(path: &str, err: serde_json::Error) -> ApiError {
-    let message = message_without_position(&err);
+    let message = product_message(&err.to_string());
     match err.classify() {
         Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
             "malformed_json",
             format!("request body is not valid JSON: {message}"),
         ),
-        Category::Data => {
-            let field = field_of(path, &message);
-            ApiError::invalid_field(field, message)
-        }
-    }
-}
-
-/// serde_json appends " at line L column C"; the field path already says where.
-fn message_without_position(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
-}
-
-/// For a missing field serde reports the parent path and names the field in the message; for
-/// an unknown field the path already ends with it.
-fn field_of(path: &str, message: &str) -> String {
-    let missing = message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
-    match (missing, path) {
-        (Some(name), "." | "") => name.to_owned(),
-        (Some(name), parent) => format!("{parent}.{name}"),
-        (None, "." | "") => "body".to_owned(),
-        (None, path) => path.to_owned(),
+        Category::Data => ApiError::invalid_fields(vec![field_error(path, &err.to_string())]),
     }
 }
 

@@ -2,6 +2,7 @@
 //! address, request ids and the router's middleware stack.
 
 mod client_ip;
+mod deserialize;
 mod json;
 mod params;
 mod problem;

@@ -21,6 +21,10 @@ pub struct Invitation {
     pub invited_by: Option<Uuid>,
     /// `pending`, `accepted`, `declined`, `revoked` or `expired`.
     pub status: String,
+    /// The account that accepted it: the addressee, or whoever used the token link.
+    pub accepted_by: Option<Uuid>,
+    /// When it was accepted or declined.
+    pub responded_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
@@ -116,7 +120,8 @@ pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<Option<
         Invitation,
         r#"select i.id, i.workspace_id, i.canvas_id,
                   coalesce(w.name, c.title, '') as "target_name!",
-                  i.invitee_id, i.email, i.role, i.invited_by, i.status, i.expires_at, i.created_at
+                  i.invitee_id, i.email, i.role, i.invited_by, i.status,
+                  i.accepted_by, i.responded_at, i.expires_at, i.created_at
            from invitations i
            left join workspaces w on w.id = i.workspace_id
            left join canvases c on c.id = i.canvas_id
@@ -150,7 +155,8 @@ pub async fn list_pending_for_user<'e>(
         Invitation,
         r#"select i.id, i.workspace_id, i.canvas_id,
                   coalesce(w.name, c.title, '') as "target_name!",
-                  i.invitee_id, i.email, i.role, i.invited_by, i.status, i.expires_at, i.created_at
+                  i.invitee_id, i.email, i.role, i.invited_by, i.status,
+                  i.accepted_by, i.responded_at, i.expires_at, i.created_at
            from invitations i
            left join workspaces w on w.id = i.workspace_id
            left join canvases c on c.id = i.canvas_id
@@ -180,7 +186,8 @@ pub async fn list_pending_for_target<'e>(
         Invitation,
         r#"select i.id, i.workspace_id, i.canvas_id,
                   coalesce(w.name, c.title, '') as "target_name!",
-                  i.invitee_id, i.email, i.role, i.invited_by, i.status, i.expires_at, i.created_at
+                  i.invitee_id, i.email, i.role, i.invited_by, i.status,
+                  i.accepted_by, i.responded_at, i.expires_at, i.created_at
            from invitations i
            left join workspaces w on w.id = i.workspace_id
            left join canvases c on c.id = i.canvas_id
@@ -197,6 +204,48 @@ pub async fn list_pending_for_target<'e>(
     )
     .fetch_all(db)
     .await
+}
+
+/// An invitee's answer to an invitation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Accepted by this account: the addressee, or whoever holds the token link.
+    Accept {
+        by: Uuid,
+    },
+    Decline,
+}
+
+impl Answer {
+    pub fn status(self) -> &'static str {
+        match self {
+            Answer::Accept { .. } => "accepted",
+            Answer::Decline => "declined",
+        }
+    }
+
+    pub fn accepted_by(self) -> Option<Uuid> {
+        match self {
+            Answer::Accept { by } => Some(by),
+            Answer::Decline => None,
+        }
+    }
+}
+
+pub async fn record_answer<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    answer: Answer,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update invitations set status = $2, accepted_by = $3, responded_at = now() where id = $1",
+        id,
+        answer.status(),
+        answer.accepted_by(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 pub async fn set_status<'e>(db: impl PgExecutor<'e>, id: Uuid, status: &str) -> sqlx::Result<()> {

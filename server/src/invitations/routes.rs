@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::db::{
-    self, Invitation, InviteLink, NewInvitation, NewInviteLink, Target, PENDING_UNIQUE_INDEXES,
+    self, Answer, Invitation, InviteLink, NewInvitation, NewInviteLink, Target,
+    PENDING_UNIQUE_INDEXES,
 };
 use super::INVITATION_TTL_DAYS;
 use crate::access::{self, require_canvas, require_workspace, Access, CanvasRole, WorkspaceRole};
@@ -386,36 +387,40 @@ async fn respond(
             "the invitation has expired",
         ));
     }
-    if accept {
+    let answer = if accept {
+        Answer::Accept { by: caller.id }
+    } else {
+        Answer::Decline
+    };
+    if let Answer::Accept { by } = answer {
         match (invitation.workspace_id, invitation.canvas_id) {
             (Some(workspace_id), _) => {
-                workspaces_db::add_member(&mut *tx, workspace_id, caller.id, &invitation.role)
-                    .await?;
+                workspaces_db::add_member(&mut *tx, workspace_id, by, &invitation.role).await?;
             }
             (None, Some(canvas_id)) => {
-                canvases_db::upsert_member(&mut *tx, canvas_id, caller.id, &invitation.role)
-                    .await?;
+                canvases_db::upsert_member(&mut *tx, canvas_id, by, &invitation.role).await?;
             }
             (None, None) => return Err(ApiError::NotFound { what: "invitation" }),
         }
     }
-    let status = if accept { "accepted" } else { "declined" };
-    db::set_status(&mut *tx, invitation_id, status).await?;
+    db::record_answer(&mut *tx, invitation_id, answer).await?;
+    let action = match answer {
+        Answer::Accept { .. } => "invitation.accept",
+        Answer::Decline => "invitation.decline",
+    };
     audit::record(
         &mut *tx,
-        AuditEntry::new(
-            if accept {
-                "invitation.accept"
-            } else {
-                "invitation.decline"
-            },
-            "invitation",
-            invitation_id,
-        )
-        .actor(caller.id)
-        .before(serde_json::json!({ "status": "pending" }))
-        .after(serde_json::json!({ "status": status, "role": invitation.role }))
-        .request(request_id),
+        AuditEntry::new(action, "invitation", invitation_id)
+            .actor(caller.id)
+            .before(serde_json::json!({ "status": "pending" }))
+            .after(serde_json::json!({
+                "status": answer.status(),
+                "role": invitation.role,
+                "accepted_by": answer.accepted_by(),
+                "addressed_to": { "user_id": invitation.invitee_id, "email": invitation.email },
+                "proof": match proof { Proof::Invitee => "addressee", Proof::Token => "token" },
+            }))
+            .request(request_id),
     )
     .await?;
     let updated = db::find(&mut *tx, invitation_id)

@@ -1,5 +1,7 @@
 //! Sign-up, sign-in, refresh rotation with reuse detection, sign-out and token verification.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use potentia_tests::{expect_problem, TestApp, TEST_AUDIENCE, TEST_JWT_SECRET, TEST_PASSWORD};
@@ -140,35 +142,77 @@ async fn refresh_rotates_the_token() {
     assert_eq!(me.status(), 200);
 }
 
+/// Moves every use of a refresh token `seconds` into the past, beyond the grace window.
+async fn age_refresh_uses(app: &TestApp, seconds: i32) {
+    sqlx::query("update refresh_tokens set used_at = used_at - make_interval(secs => $1)")
+        .bind(f64::from(seconds))
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post_json("/api/v1/auth/refresh", &json!({ "refresh_token": token }))
+        .await
+}
+
+async fn refreshed_token(app: &TestApp, token: &str) -> String {
+    let response = refresh(app, token).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["refresh_token"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_reused_refresh_token_revokes_its_whole_family() {
     let app = TestApp::spawn().await;
     let session = app.sign_up("dennis@example.org").await;
-    let first = app
-        .post_json(
-            "/api/v1/auth/refresh",
-            &json!({ "refresh_token": session.refresh_token() }),
-        )
-        .await;
-    let rotated: serde_json::Value = first.json().await.unwrap();
+    let rotated = refreshed_token(&app, session.refresh_token()).await;
+    age_refresh_uses(&app, 60).await;
 
-    let replay = app
-        .post_json(
-            "/api/v1/auth/refresh",
-            &json!({ "refresh_token": session.refresh_token() }),
-        )
-        .await;
+    let replay = refresh(&app, session.refresh_token()).await;
     expect_problem(replay, 401, "refresh_token_reused").await;
 
     // The legitimate descendant dies with the family.
-    let descendant = app
-        .post_json(
-            "/api/v1/auth/refresh",
-            &json!({ "refresh_token": rotated["refresh_token"] }),
-        )
-        .await;
-    expect_problem(descendant, 401, "refresh_token_reused").await;
-    assert_eq!(app.audit_rows("auth.refresh_reuse").await.len(), 2);
+    let descendant = refresh(&app, &rotated).await;
+    expect_problem(descendant, 401, "refresh_token_revoked").await;
+    assert_eq!(app.audit_rows("auth.refresh_reuse").await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_tabs_refreshing_with_one_token_at_once_both_stay_signed_in() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_up("tabs@example.org").await;
+    let (first, second) = tokio::join!(
+        refresh(&app, session.refresh_token()),
+        refresh(&app, session.refresh_token())
+    );
+    let first: serde_json::Value = first.json().await.unwrap();
+    let second: serde_json::Value = second.json().await.unwrap();
+    assert!(first["refresh_token"].is_string(), "{first}");
+    assert_eq!(first["refresh_token"], second["refresh_token"]);
+    assert!(second["access_token"].is_string(), "{second}");
+    // The shared successor is an ordinary live token.
+    refreshed_token(&app, first["refresh_token"].as_str().unwrap()).await;
+    assert!(app.audit_rows("auth.refresh_reuse").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_replay_within_the_grace_window_answers_the_newest_live_token() {
+    let app = TestApp::spawn().await;
+    let session = app.sign_up("chain@example.org").await;
+    let second = refreshed_token(&app, session.refresh_token()).await;
+    let third = refreshed_token(&app, &second).await;
+    assert_eq!(refreshed_token(&app, session.refresh_token()).await, third);
+}
+
+#[tokio::test]
+async fn without_a_grace_window_a_second_use_is_reuse() {
+    let app = TestApp::spawn_with(|s| s.auth.refresh_reuse_grace = Duration::ZERO).await;
+    let session = app.sign_up("strict@example.org").await;
+    refreshed_token(&app, session.refresh_token()).await;
+    let replay = refresh(&app, session.refresh_token()).await;
+    expect_problem(replay, 401, "refresh_token_reused").await;
 }
 
 #[tokio::test]
@@ -184,23 +228,11 @@ async fn reuse_of_one_family_leaves_other_sessions_alive() {
         .json()
         .await
         .unwrap();
-    app.post_json(
-        "/api/v1/auth/refresh",
-        &json!({ "refresh_token": phone.refresh_token() }),
-    )
-    .await;
-    app.post_json(
-        "/api/v1/auth/refresh",
-        &json!({ "refresh_token": phone.refresh_token() }),
-    )
-    .await;
-    let laptop_refresh = app
-        .post_json(
-            "/api/v1/auth/refresh",
-            &json!({ "refresh_token": laptop["refresh_token"] }),
-        )
-        .await;
-    assert_eq!(laptop_refresh.status(), 200);
+    refreshed_token(&app, phone.refresh_token()).await;
+    age_refresh_uses(&app, 60).await;
+    let reuse = refresh(&app, phone.refresh_token()).await;
+    expect_problem(reuse, 401, "refresh_token_reused").await;
+    refreshed_token(&app, laptop["refresh_token"].as_str().unwrap()).await;
 }
 
 #[tokio::test]
@@ -249,13 +281,9 @@ async fn sign_out_revokes_that_session_only() {
         .await
         .unwrap();
     assert_eq!(out.status(), 204);
-    let dead = app
-        .post_json(
-            "/api/v1/auth/refresh",
-            &json!({ "refresh_token": first.refresh_token() }),
-        )
-        .await;
-    assert_eq!(dead.status(), 401);
+    let dead = refresh(&app, first.refresh_token()).await;
+    expect_problem(dead, 401, "refresh_token_revoked").await;
+    assert!(app.audit_rows("auth.refresh_reuse").await.is_empty());
     let alive = app
         .post_json(
             "/api/v1/auth/refresh",

@@ -343,6 +343,66 @@ async fn cancelling_one_occurrence_removes_only_it_from_the_view() {
 }
 
 #[tokio::test]
+async fn an_occurrence_is_named_by_the_utc_start_the_view_reports() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let cal = calendar(&app, &ada, json!({ "name": "Work" })).await;
+    let id = id_of(&schedule(&app, &ada, cal, standup()).await);
+    let wednesday = view(&app, &ada, "2026-03-04T00:00:00Z", "2026-03-05T00:00:00Z").await;
+    let start = wednesday[0]["start"].as_str().unwrap().to_owned();
+    assert_eq!(start, "2026-03-04T14:00:00Z");
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/schedules/{id}/exceptions"),
+            Some(ada.access_token()),
+            Some(json!({ "original_start": start, "cancelled": true })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["exception"]["original_start"], "2026-03-04T09:00:00");
+    assert!(
+        view(&app, &ada, "2026-03-04T00:00:00Z", "2026-03-05T00:00:00Z")
+            .await
+            .is_empty()
+    );
+
+    // After the DST change 09:00 New York is 13:00Z, and a split takes that form too.
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/schedules/{id}/split"),
+            Some(ada.access_token()),
+            Some(json!({ "original_start": "2026-03-09T13:00:00Z" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["before"]["recurrence"]["rrule"][0],
+        "FREQ=WEEKLY;UNTIL=20260309T085959;BYDAY=MO,TU,WE,TH,FR"
+    );
+}
+
+#[tokio::test]
+async fn a_bare_date_for_time_min_is_a_422_naming_it() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let response = app
+        .authed(
+            Method::GET,
+            "/api/v1/instances?time_min=2026-03-04&time_max=2026-03-05T00:00:00Z",
+            ada.access_token(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(response, 422, "validation_failed").await;
+    assert_eq!(problem["errors"][0]["field"], "time_min");
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("2026-03-10T09:00:00Z"), "{message}");
+}
+
+#[tokio::test]
 async fn editing_one_occurrence_moves_it_and_marks_it_as_an_exception() {
     let app = app().await;
     let ada = app.sign_up("ada@example.org").await;
@@ -598,6 +658,82 @@ async fn declined_and_transparent_events_do_not_block_free_busy() {
         user_busy(&app, &bob).await,
         json!([{ "start": "2026-04-01T10:00:00Z", "end": "2026-04-01T11:00:00Z" }])
     );
+}
+
+async fn view_query(app: &TestApp, user: &Session, query: &str) -> Vec<Value> {
+    let (status, page) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/instances?{query}"),
+            Some(user.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_guest_sees_the_meeting_in_their_view_marked_with_their_rsvp() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let bob = app.sign_up("bob@example.org").await;
+    let ada_cal = calendar(&app, &ada, json!({ "name": "Ada" })).await;
+    let bob_cal = calendar(&app, &bob, json!({ "name": "Bob" })).await;
+    let mut meetings = Vec::new();
+    for (title, start, end) in [
+        ("1:1", "2026-04-01T12:00:00Z", "2026-04-01T13:00:00Z"),
+        ("Review", "2026-04-01T15:00:00Z", "2026-04-01T16:00:00Z"),
+    ] {
+        let meeting = id_of(
+            &schedule(
+                &app,
+                &ada,
+                ada_cal,
+                json!({ "title": title, "start": start, "end": end }),
+            )
+            .await,
+        );
+        let (status, _) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/schedules/{meeting}/guests"),
+                Some(ada.access_token()),
+                Some(json!({ "user_id": bob.user_id() })),
+            )
+            .await;
+        assert_eq!(status, 201);
+        meetings.push(meeting);
+    }
+    let meeting = meetings[0];
+    let range = "time_min=2026-04-01T00:00:00Z&time_max=2026-04-02T00:00:00Z";
+
+    let seen = view_query(&app, &bob, range).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1]["schedule_id"], meetings[1].to_string());
+    assert_eq!(seen[0]["schedule_id"], meeting.to_string());
+    assert_eq!(seen[0]["title"], "1:1");
+    assert_eq!(seen[0]["as_guest"], true);
+    assert_eq!(seen[0]["rsvp"], "needs_action");
+    let organizer = view_query(&app, &ada, range).await;
+    assert_eq!(organizer[0]["as_guest"], false);
+
+    // `calendar_ids` still means those calendars only.
+    let own_only = view_query(&app, &bob, &format!("{range}&calendar_ids={bob_cal}")).await;
+    assert!(own_only.is_empty(), "{own_only:?}");
+
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/schedules/{meeting}/rsvp"),
+            Some(bob.access_token()),
+            Some(json!({ "response": "declined" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let after_declining = view_query(&app, &bob, range).await;
+    assert_eq!(after_declining.len(), 1, "{after_declining:?}");
+    assert_eq!(after_declining[0]["title"], "Review");
 }
 
 #[tokio::test]

@@ -143,3 +143,29 @@ async fn cors_allows_configured_origins_only() {
         .headers()
         .contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn dev_mode_allows_loopback_pages_without_credentials() {
+    let app =
+        TestApp::spawn_with(|s| s.http.cors = potentia_server::config::CorsOrigins::Loopback).await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/auth/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let vite = preflight("http://localhost:5173").await.unwrap();
+    assert_eq!(
+        vite.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    assert!(!vite
+        .headers()
+        .contains_key("access-control-allow-credentials"));
+    let foreign = preflight("http://localhost.evil.example").await.unwrap();
+    assert!(!foreign
+        .headers()
+        .contains_key("access-control-allow-origin"));
+}

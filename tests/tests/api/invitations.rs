@@ -286,6 +286,69 @@ async fn a_token_works_once() {
 }
 
 #[tokio::test]
+async fn an_invitation_accepted_through_its_link_by_someone_else_records_who_accepted() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let holder = app.sign_up("holder@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "addressee@example.org", "role": "member" }),
+    )
+    .await
+    .1;
+    assert_eq!(created["invitation"]["accepted_by"], Value::Null);
+    let (status, accepted) = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(holder.access_token()),
+            Some(json!({ "token": created["token"] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(accepted["accepted_by"], holder.user_id().to_string());
+    assert_eq!(accepted["email"], "addressee@example.org");
+    assert!(accepted["responded_at"].is_string(), "{accepted}");
+    let audit = app.audit_rows("invitation.accept").await;
+    let after = audit[0].after.as_ref().unwrap();
+    assert_eq!(audit[0].actor_id, Some(holder.user_id()));
+    assert_eq!(after["accepted_by"], holder.user_id().to_string());
+    assert_eq!(after["addressed_to"]["email"], "addressee@example.org");
+    assert_eq!(after["proof"], "token");
+}
+
+#[tokio::test]
+async fn a_declined_invitation_has_no_acceptor() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let guest = app.sign_up("guest@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let created = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "user_id": guest.user_id(), "role": "viewer" }),
+    )
+    .await
+    .1;
+    let id = created["invitation"]["id"].as_str().unwrap();
+    let (status, declined) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/decline"),
+            Some(guest.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{declined}");
+    assert_eq!(declined["status"], "declined");
+    assert_eq!(declined["accepted_by"], Value::Null);
+}
+
+#[tokio::test]
 async fn an_expired_invitation_is_refused_and_can_be_sent_again() {
     let app = TestApp::spawn().await;
     let owner = app.sign_up("owner@example.org").await;

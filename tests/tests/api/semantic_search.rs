@@ -263,7 +263,8 @@ async fn semantic_search_of_titles_is_refused_naming_kinds() {
         .send()
         .await
         .unwrap();
-    expect_problem(response, 400, "invalid_query").await;
+    let problem = expect_problem(response, 422, "validation_failed").await;
+    assert_eq!(problem["errors"][0]["field"], "mode");
 }
 
 #[tokio::test]
@@ -494,5 +495,6 @@ async fn a_reversed_or_overlong_usage_range_is_a_422() {
         .send()
         .await
         .unwrap();
-    expect_problem(response, 400, "invalid_query").await;
+    let problem = expect_problem(response, 422, "validation_failed").await;
+    assert_eq!(problem["errors"][0]["field"], "from");
 }

@@ -330,6 +330,9 @@ async fn a_malformed_id_in_a_path_is_a_400_problem() {
         (status, body["code"].as_str()),
         (400, Some("invalid_path_parameter"))
     );
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("must be an id"), "{detail}");
+    assert!(!detail.contains("UUID parsing failed"), "{detail}");
 }
 
 #[tokio::test]

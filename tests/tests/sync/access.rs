@@ -56,6 +56,46 @@ async fn the_upgrade_is_refused_with_404_for_an_outsider_and_an_unknown_canvas()
     assert_eq!(upgrade_status(&unknown).await, 404);
 }
 
+/// The status of an upgrade of `url` sent from a page on `origin`.
+async fn upgrade_status_from(url: &str, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_page_on_a_foreign_origin_cannot_open_a_socket() {
+    let f = fixture_with(|_| {}).await;
+    let url = f.app.ws_url(f.canvas, f.owner.access_token());
+    assert_eq!(upgrade_status_from(&url, "https://evil.example").await, 403);
+    assert_eq!(upgrade_status_from(&url, "https://app.example").await, 101);
+}
+
+#[tokio::test]
+async fn dev_mode_lets_loopback_pages_open_sockets_by_default() {
+    let f = fixture_with(|s| s.http.cors = potentia_server::config::CorsOrigins::Loopback).await;
+    let url = f.app.ws_url(f.canvas, f.owner.access_token());
+    assert_eq!(
+        upgrade_status_from(&url, "http://localhost:5173").await,
+        101
+    );
+    assert_eq!(
+        upgrade_status_from(&url, "http://127.0.0.1:3000").await,
+        101
+    );
+    assert_eq!(
+        upgrade_status_from(&url, "http://localhost.evil.example").await,
+        403
+    );
+}
+
 #[tokio::test]
 async fn a_plain_http_request_to_the_socket_is_told_to_upgrade() {
     let f = fixture_with(|_| {}).await;
