@@ -651,3 +651,26 @@ fn python_icalendar_reads_our_export_with_the_same_uids_summaries_starts_and_off
         );
     }
 }
+
+#[test]
+fn reminders_are_exported_as_display_alarms_and_read_back() {
+    let mut event = Event::new("remind", zoned("2026-03-10T09:00", "Europe/Berlin"));
+    event.summary = Some("Dentist".into());
+    event.reminders = vec![0, 30, 1440];
+    let calendar = Calendar {
+        name: Some("Alarms".into()),
+        time_zone: None,
+        events: vec![event],
+    };
+    let text = ical::export(&calendar, stamp());
+    assert!(
+        text.contains(
+            "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Dentist\r\nTRIGGER:-PT30M\r\nEND:VALARM"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("TRIGGER:PT0S\r\n"), "{text}");
+    assert!(text.contains("TRIGGER:-PT24H\r\n"), "{text}");
+    let report = ical::import(text.as_bytes()).unwrap();
+    assert_eq!(report.calendar.events[0].reminders, vec![0, 30, 1440]);
+}

@@ -794,3 +794,33 @@ fn truncated_and_mutated_files_never_panic() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Alarms
+
+#[test]
+fn alarms_before_the_start_become_reminders_and_others_are_reported() {
+    let alarm = |trigger: &str| {
+        format!("BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:x\r\n{trigger}\r\nEND:VALARM\r\n")
+    };
+    let body = vevent(
+        "alarms",
+        &format!(
+            "DTSTART:20260310T090000Z\r\nSUMMARY:Alarms\r\n{}{}{}{}{}{}",
+            alarm("TRIGGER:-PT15M"),
+            alarm("TRIGGER;RELATED=START:-P1D"),
+            alarm("TRIGGER:PT0S"),
+            alarm("TRIGGER;RELATED=END:-PT5M"),
+            alarm("TRIGGER;VALUE=DATE-TIME:20260310T080000Z"),
+            alarm("TRIGGER:PT10M"),
+        ),
+    );
+    let report = ical::import(wrap(&body).as_bytes()).unwrap();
+    assert_eq!(event(&report, "Alarms").reminders, vec![0, 15, 1440]);
+    let about_alarms = report
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("VALARM"))
+        .count();
+    assert_eq!(about_alarms, 3, "{:#?}", report.warnings);
+}

@@ -102,6 +102,11 @@ pub struct ServeArgs {
     )]
     pub app_url: String,
 
+    /// Base URL this server is reached at, for absolute links it hands out (calendar feed
+    /// URLs). Default: `http://` and the bind address (a wildcard address reads as 127.0.0.1).
+    #[arg(long, env = "POTENTIA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Do not run pending migrations at start.
     #[arg(long, env = "POTENTIA_NO_MIGRATE", default_value_t = false)]
     pub no_migrate: bool,
@@ -183,6 +188,8 @@ pub enum ConfigError {
     BadRedisUrl,
     #[error("POTENTIA_APP_URL must be an http:// or https:// URL")]
     BadAppUrl,
+    #[error("POTENTIA_PUBLIC_URL must be an http:// or https:// URL")]
+    BadPublicUrl,
     #[error(transparent)]
     Smtp(#[from] SmtpConfigError),
     #[error(transparent)]
@@ -216,6 +223,26 @@ pub struct AuthSettings {
     pub refresh_reuse_grace: Duration,
     pub rate_per_ip_per_minute: u32,
     pub rate_per_account_per_minute: u32,
+}
+
+/// `url` without a trailing slash, when it is an http(s) URL without whitespace.
+fn base_url(url: &str) -> Option<String> {
+    let url = url.trim_end_matches('/');
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    (scheme_ok && !url.contains(char::is_whitespace)).then(|| url.to_owned())
+}
+
+/// `http://` and the bind address, a wildcard address read as loopback.
+fn default_public_url(bind: SocketAddr) -> String {
+    let host = if bind.ip().is_unspecified() {
+        match bind {
+            SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], bind.port())),
+            SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bind.port())),
+        }
+    } else {
+        bind
+    };
+    format!("http://{host}")
 }
 
 /// Which browser origins may call the API (CORS) and open a canvas socket (`Origin` check).
@@ -283,6 +310,8 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     /// Base URL of the web app, without a trailing slash.
     pub app_url: String,
+    /// Base URL of this server, without a trailing slash.
+    pub public_url: String,
     /// The sync endpoint and the rooms.
     pub sync: SyncSettings,
     /// Chat and embedding providers, the embedding worker, retrieval.
@@ -325,6 +354,10 @@ impl ServeArgs {
         {
             return Err(ConfigError::BadAppUrl);
         }
+        let public_url = match &self.public_url {
+            Some(url) => base_url(url).ok_or(ConfigError::BadPublicUrl)?,
+            None => default_public_url(self.bind),
+        };
         let smtp = self.smtp.validate()?;
         let sync = self
             .sync
@@ -338,6 +371,7 @@ impl ServeArgs {
             redis_url: self.redis_url,
             run_migrations: !self.no_migrate,
             app_url,
+            public_url,
             auth: AuthSettings {
                 jwt_secret,
                 audience: self.jwt.jwt_audience,
@@ -530,6 +564,18 @@ mod tests {
         ] {
             assert!(!CorsOrigins::Loopback.allows(origin), "{origin}");
         }
+    }
+
+    #[test]
+    fn the_public_url_defaults_to_the_bind_address() {
+        let settings = parse(&["--bind", "0.0.0.0:9000"]).unwrap();
+        assert_eq!(settings.public_url, "http://127.0.0.1:9000");
+        let settings = parse(&["--public-url", "https://api.example.com/"]).unwrap();
+        assert_eq!(settings.public_url, "https://api.example.com");
+        assert!(matches!(
+            parse(&["--public-url", "api.example.com"]),
+            Err(ConfigError::BadPublicUrl)
+        ));
     }
 
     #[test]

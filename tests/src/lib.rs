@@ -227,6 +227,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         },
         smtp: None,
         app_url: "https://app.example".to_owned(),
+        public_url: "https://api.example".to_owned(),
         sync: SyncSettings::default(),
         ai: AiServerSettings::default(),
     }

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use super::content_line::{encode_parameter_value, escape_text, strip_controls, write_folded};
 use super::vtimezone::write_vtimezone;
-use super::{Calendar, Event, EventEnd, RecurrenceId, PRODID};
+use super::{Calendar, Event, EventEnd, IcalDuration, RecurrenceId, PRODID};
 use crate::recurrence::{OriginalStart, RecurrenceDate, RecurrenceRule, SeriesStart, Until};
 use crate::timezone::resolve_local;
 
@@ -114,8 +114,27 @@ fn event_lines(event: &Event, series_start: &SeriesStart, stamp: &str) -> Vec<St
             strip_controls(&attendee.address)
         ));
     }
+    for minutes in &event.reminders {
+        lines.extend(alarm_lines(*minutes, event.summary.as_deref()));
+    }
     lines.push("END:VEVENT".to_owned());
     lines
+}
+
+/// A display alarm `minutes` before the start.
+fn alarm_lines(minutes: u32, summary: Option<&str>) -> [String; 5] {
+    let before = IcalDuration {
+        days: 0,
+        seconds: minutes.saturating_mul(60),
+    };
+    let sign = if minutes == 0 { "" } else { "-" };
+    [
+        "BEGIN:VALARM".to_owned(),
+        "ACTION:DISPLAY".to_owned(),
+        format!("DESCRIPTION:{}", escape_text(summary.unwrap_or("Reminder"))),
+        format!("TRIGGER:{sign}{before}"),
+        "END:VALARM".to_owned(),
+    ]
 }
 
 fn common_name_parameter(common_name: Option<&str>) -> String {

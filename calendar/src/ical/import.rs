@@ -42,6 +42,29 @@ pub fn import(input: &[u8]) -> Result<ImportReport, CalendarError> {
     Ok(reader.into_report())
 }
 
+/// Minutes before the start a `TRIGGER` fires (RFC 5545 §3.8.6.3): a duration before or at
+/// the start. Absolute triggers, triggers relative to the end and triggers after the start
+/// have no reminder to become.
+fn reminder_minutes(trigger: &ContentLine) -> Result<u32, String> {
+    if trigger.parameter_is("VALUE", "DATE-TIME") {
+        return Err("an absolute TRIGGER (VALUE=DATE-TIME) has no offset from the start".into());
+    }
+    if trigger.parameter_is("RELATED", "END") {
+        return Err("a TRIGGER relative to the end (RELATED=END) is not supported".into());
+    }
+    let value = trigger.value.trim();
+    let (before, duration) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value.strip_prefix('+').unwrap_or(value)),
+    };
+    let duration = IcalDuration::parse(duration)?;
+    let seconds = u64::from(duration.days) * 86_400 + u64::from(duration.seconds);
+    if !before && seconds > 0 {
+        return Err(format!("TRIGGER:{value} fires after the start"));
+    }
+    u32::try_from(seconds / 60).map_err(|_| format!("TRIGGER:{value} is too far before the start"))
+}
+
 /// A component that has begun and not yet ended.
 #[derive(Debug)]
 struct OpenComponent {
@@ -49,11 +72,20 @@ struct OpenComponent {
     line: usize,
 }
 
-/// The content lines of one `VEVENT` (its own, not those of a nested `VALARM`).
+/// The content lines of one `VEVENT` (its own, not those of a nested `VALARM`), and the
+/// reminders its `VALARM`s give.
 #[derive(Debug)]
 struct RawEvent {
     line: usize,
     properties: Vec<ContentLine>,
+    reminders: Vec<u32>,
+}
+
+/// A `VALARM` being read: where it begins and its `TRIGGER`.
+#[derive(Debug)]
+struct RawAlarm {
+    line: usize,
+    trigger: Option<ContentLine>,
 }
 
 /// What a `VTIMEZONE` tells us: its id and, when given, the IANA name it stands for.
@@ -73,6 +105,7 @@ struct StructureReader {
     calendar_zone: Option<ContentLine>,
     events: Vec<RawEvent>,
     current_event: Option<RawEvent>,
+    current_alarm: Option<RawAlarm>,
     timezones: Vec<RawTimezone>,
     current_timezone: Option<RawTimezone>,
     warnings: Vec<ImportWarning>,
@@ -210,6 +243,13 @@ impl StructureReader {
                 self.current_event = Some(RawEvent {
                     line: line.line,
                     properties: Vec::new(),
+                    reminders: Vec::new(),
+                });
+            }
+            "VALARM" if self.open.len() == 2 && self.current_event.is_some() => {
+                self.current_alarm = Some(RawAlarm {
+                    line: line.line,
+                    trigger: None,
                 });
             }
             "VTIMEZONE" if directly_in_calendar => {
@@ -259,9 +299,38 @@ impl StructureReader {
                     self.timezones.push(timezone);
                 }
             }
+            "VALARM" if closed_depth == 3 => {
+                if let Some(alarm) = self.current_alarm.take() {
+                    self.finish_alarm(alarm);
+                }
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Keeps an alarm's `TRIGGER` as a reminder (minutes before the start), or says why not.
+    fn finish_alarm(&mut self, alarm: RawAlarm) {
+        let Some(trigger) = alarm.trigger else {
+            self.warn(
+                alarm.line,
+                "a VALARM without TRIGGER was ignored".to_owned(),
+            );
+            return;
+        };
+        match reminder_minutes(&trigger) {
+            Ok(minutes) => {
+                if let Some(event) = self.current_event.as_mut() {
+                    if !event.reminders.contains(&minutes) {
+                        event.reminders.push(minutes);
+                    }
+                }
+            }
+            Err(reason) => self.warn(
+                trigger.line,
+                format!("the VALARM was not kept as a reminder: {reason}"),
+            ),
+        }
     }
 
     fn property(&mut self, line: ContentLine) {
@@ -270,6 +339,11 @@ impl StructureReader {
             return;
         };
         match (depth, component) {
+            (3, "VALARM") if line.name == "TRIGGER" => {
+                if let Some(alarm) = self.current_alarm.as_mut() {
+                    alarm.trigger.get_or_insert(line);
+                }
+            }
             (2, "VEVENT") => {
                 if let Some(event) = self.current_event.as_mut() {
                     event.properties.push(line);
@@ -512,6 +586,11 @@ fn read_event(raw: &RawEvent, zones: &ZoneResolver) -> Result<ReadEvent, Calenda
         recurrence_id: None,
         organizer,
         attendees,
+        reminders: {
+            let mut reminders = raw.reminders.clone();
+            reminders.sort_unstable();
+            reminders
+        },
     };
     Ok(ReadEvent {
         line: raw.line,

@@ -35,6 +35,10 @@
 //! * `RDATE`/`EXDATE` may be repeated and hold lists; an `RDATE` period keeps its start. A date
 //!   in a timed series means that date at the series' time of day; a date-time in an all-day
 //!   series means its date; a value in another zone than `DTSTART` is converted to an instant.
+//! * A `VALARM` whose `TRIGGER` is a duration before the start (`-PT15M`, `-P1D`, `PT0S`)
+//!   becomes a reminder, in minutes before the start ([`Event::reminders`]); other triggers
+//!   (absolute, relative to the end, after the start) are ignored with a warning. Export
+//!   writes one `VALARM` (`ACTION:DISPLAY`) per reminder.
 //! * `RECURRENCE-ID` is converted to the original start of the occurrence it replaces, in the
 //!   series' local time ([`RecurrenceId::original_start`]), the key
 //!   [`Occurrence::original_start`] gives, whatever form the file wrote it in (UTC, another
@@ -130,6 +134,9 @@ pub struct Event {
     pub organizer: Option<Organizer>,
     /// `ATTENDEE`s, in file order.
     pub attendees: Vec<Attendee>,
+    /// Reminders, in minutes before the start, ascending: one per `VALARM` whose `TRIGGER`
+    /// is a duration before (or at) the start.
+    pub reminders: Vec<u32>,
 }
 
 /// How an event's end is given.
@@ -359,6 +366,7 @@ impl Event {
             recurrence_id: None,
             organizer: None,
             attendees: Vec::new(),
+            reminders: Vec::new(),
         }
     }
 

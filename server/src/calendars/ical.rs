@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use super::db::{self, ExceptionRecord, NewGuest, ScheduleFields, ScheduleRecord};
 use super::routes::feed_hash;
-use super::schedules::{MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS, MAX_TITLE_CHARS};
+use super::schedules::{
+    MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS, MAX_REMINDERS, MAX_REMINDER_MINUTES, MAX_TITLE_CHARS,
+};
 use super::{calendar_error, materialize};
 use crate::access::{require_calendar, CalendarRole};
 use crate::audit::{self, AuditEntry};
@@ -39,6 +41,16 @@ fn text_limited(text: Option<String>, max: usize) -> Option<String> {
             .collect::<String>()
     })
     .filter(|t| !t.trim().is_empty())
+}
+
+/// An event's alarms as a schedule's reminders: within the schedules' limits, the nearest kept.
+fn imported_reminders(minutes: &[u32]) -> Vec<i32> {
+    minutes
+        .iter()
+        .filter_map(|m| i32::try_from(*m).ok())
+        .filter(|m| *m <= MAX_REMINDER_MINUTES)
+        .take(MAX_REMINDERS)
+        .collect()
 }
 
 fn status_text(status: Option<EventStatus>) -> &'static str {
@@ -131,6 +143,11 @@ fn export_event(
     if series.is_recurring() || !exdates.is_empty() {
         master.recurrence = Some(series.recurrence().clone());
     }
+    master.reminders = record
+        .reminders
+        .iter()
+        .filter_map(|minutes| u32::try_from(*minutes).ok())
+        .collect();
     master.organizer = record.organizer_email.as_ref().map(|email| Organizer {
         address: format!("mailto:{email}"),
         common_name: None,
@@ -456,7 +473,7 @@ pub async fn import_calendar(
             rrule: series.rrule_texts(),
             rdate: series.rdate_texts(),
             exdate: series.exdate_texts(),
-            reminders: Vec::new(),
+            reminders: imported_reminders(&event.reminders),
             organizer_id: None,
             organizer_email: event
                 .organizer

@@ -155,6 +155,8 @@ pub struct FeedToken {
     pub token: String,
     /// The feed's path: `GET` it without a bearer token.
     pub path: String,
+    /// The feed's absolute URL (`POTENTIA_PUBLIC_URL` and the path), for calendar apps.
+    pub url: String,
 }
 
 fn color_of(color: Option<String>) -> Result<String, FieldError> {
@@ -632,7 +634,8 @@ pub async fn rotate_feed_token(
     .await?;
     tx.commit().await?;
     let path = format!("/api/v1/calendar-feeds/{token}.ics");
-    Ok((StatusCode::CREATED, ApiJson(FeedToken { token, path })))
+    let url = format!("{}{path}", state.settings.public_url);
+    Ok((StatusCode::CREATED, ApiJson(FeedToken { token, path, url })))
 }
 
 /// Turns the ICS feed off (owner).

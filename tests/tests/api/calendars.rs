@@ -1120,6 +1120,57 @@ async fn fetch_feed(app: &TestApp, path: &str) -> (u16, String) {
 }
 
 #[tokio::test]
+async fn imported_alarms_become_reminders_and_the_feed_exports_them() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let cal = calendar(&app, &ada, json!({ "name": "Ada" })).await;
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
+               UID:dentist@example.org\r\nDTSTAMP:20260101T000000Z\r\n\
+               DTSTART:20260310T090000Z\r\nDTEND:20260310T100000Z\r\nSUMMARY:Dentist\r\n\
+               BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Dentist\r\nTRIGGER:-PT15M\r\n\
+               END:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let response = app
+        .authed(
+            Method::POST,
+            &format!("/api/v1/calendars/{cal}/import"),
+            ada.access_token(),
+        )
+        .header("content-type", "text/calendar")
+        .body(ics)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, schedules) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/calendars/{cal}/schedules"),
+            Some(ada.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(schedules["items"][0]["reminders"], json!([15]));
+
+    let (status, token) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/calendars/{cal}/feed-token"),
+            Some(ada.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let path = token["path"].as_str().unwrap();
+    assert_eq!(token["url"], format!("https://api.example{path}"));
+    let (_, feed) = fetch_feed(&app, path).await;
+    assert!(
+        feed.contains("BEGIN:VALARM\r\nACTION:DISPLAY\r\n"),
+        "{feed}"
+    );
+    assert!(feed.contains("TRIGGER:-PT15M\r\n"), "{feed}");
+}
+
+#[tokio::test]
 async fn a_rotated_feed_token_retires_the_old_url() {
     let app = app().await;
     let ada = app.sign_up("ada@example.org").await;
