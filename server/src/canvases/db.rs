@@ -93,43 +93,131 @@ pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<Option<
     .await
 }
 
-/// Which canvases a list shows.
-#[derive(Debug, Clone, Copy)]
+/// Which canvases a list holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// The caller's own canvases outside any workspace.
     Personal(Uuid),
     Workspace(Uuid),
+    /// Every canvas the user can read (`readable_canvases`).
+    Readable(Uuid),
 }
 
+/// How a list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CanvasOrder {
+    /// Oldest first.
+    #[default]
+    Created,
+    /// Most recently edited first (a document update, a title or icon change).
+    LastActivity,
+}
+
+/// A canvas in a list: with its workspace's name and when it last changed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ListedCanvas {
+    #[serde(flatten)]
+    pub canvas: Canvas,
+    /// The workspace's name; null for a personal canvas.
+    pub workspace_name: Option<String>,
+    /// The last document update or title/icon change.
+    pub last_activity_at: DateTime<Utc>,
+}
+
+impl ListedCanvas {
+    /// The key of `order` (the cursor's position).
+    pub fn position(&self, order: CanvasOrder) -> Position {
+        Position {
+            created_at: match order {
+                CanvasOrder::Created => self.canvas.created_at,
+                CanvasOrder::LastActivity => self.last_activity_at,
+            },
+            id: self.canvas.id,
+        }
+    }
+}
+
+struct ListedRow {
+    id: Uuid,
+    workspace_id: Option<Uuid>,
+    owner_id: Uuid,
+    title: String,
+    icon: Option<String>,
+    archived_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    workspace_name: Option<String>,
+    last_activity_at: DateTime<Utc>,
+}
+
+impl From<ListedRow> for ListedCanvas {
+    fn from(row: ListedRow) -> Self {
+        Self {
+            canvas: Canvas {
+                id: row.id,
+                workspace_id: row.workspace_id,
+                owner_id: row.owner_id,
+                title: row.title,
+                icon: row.icon,
+                archived_at: row.archived_at,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            },
+            workspace_name: row.workspace_name,
+            last_activity_at: row.last_activity_at,
+        }
+    }
+}
+
+/// One page of `scope`'s active or archived canvases, in `order` (created: ascending; last
+/// activity: newest first), keyset-paginated.
 pub async fn list<'e>(
     db: impl PgExecutor<'e>,
     scope: Scope,
     archived: bool,
+    order: CanvasOrder,
     page: &PageRequest,
-) -> sqlx::Result<Vec<Canvas>> {
-    let (owner, workspace) = match scope {
-        Scope::Personal(owner) => (Some(owner), None),
-        Scope::Workspace(workspace) => (None, Some(workspace)),
+) -> sqlx::Result<Vec<ListedCanvas>> {
+    let (owner, workspace, reader) = match scope {
+        Scope::Personal(owner) => (Some(owner), None, None),
+        Scope::Workspace(workspace) => (None, Some(workspace), None),
+        Scope::Readable(reader) => (None, None, Some(reader)),
     };
-    sqlx::query_as!(
-        Canvas,
-        r#"select id, workspace_id, owner_id, title, icon, archived_at, created_at, updated_at
-           from canvases
-           where (($1::uuid is not null and owner_id = $1 and workspace_id is null)
-                  or ($2::uuid is not null and workspace_id = $2))
-             and (archived_at is not null) = $3
-             and ($4::timestamptz is null or (created_at, id) > ($4, $5))
-           order by created_at, id
-           limit $6"#,
+    let by_activity = order == CanvasOrder::LastActivity;
+    let rows = sqlx::query_as!(
+        ListedRow,
+        r#"select id as "id!", workspace_id as "workspace_id?", owner_id as "owner_id!", title as "title!",
+                  icon as "icon?", archived_at as "archived_at?", created_at as "created_at!", updated_at as "updated_at!",
+                  workspace_name as "workspace_name?", last_activity_at as "last_activity_at!"
+           from (select c.*, w.name as workspace_name,
+                        greatest(c.updated_at, d.updated_at) as last_activity_at
+                 from canvases c
+                 left join workspaces w on w.id = c.workspace_id
+                 left join canvas_documents d on d.canvas_id = c.id
+                 where (($1::uuid is not null and c.owner_id = $1 and c.workspace_id is null)
+                        or ($2::uuid is not null and c.workspace_id = $2)
+                        or ($3::uuid is not null and c.id in (select canvas_id from readable_canvases($3))))
+                   and (c.archived_at is not null) = $4) listed
+           where $5::timestamptz is null
+              or (not $8 and (created_at, id) > ($5, $6))
+              or ($8 and (last_activity_at, id) < ($5, $6))
+           order by case when $8 then last_activity_at end desc,
+                    case when $8 then id end desc,
+                    created_at, id
+           limit $7"#,
         owner,
         workspace,
+        reader,
         archived,
         page.after_created_at(),
         page.after_id(),
         page.fetch_limit(),
+        by_activity,
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(ListedCanvas::from).collect())
 }
 
 /// The one write of title and icon.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::db::{self, Canvas, CanvasMember, NewCanvas, Scope};
+use super::db::{self, Canvas, CanvasMember, CanvasOrder, ListedCanvas, NewCanvas, Scope};
 use crate::access::{require_canvas, require_workspace, Access, CanvasRole, WorkspaceRole};
 use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
@@ -49,13 +49,30 @@ pub struct DuplicateCanvas {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListCanvases {
-    /// A workspace's canvases; omitted, the caller's personal ones.
+    /// A workspace's canvases; omitted, the caller's personal ones (or, with `scope=all`,
+    /// every canvas the caller can read).
     pub workspace_id: Option<Uuid>,
+    /// `all`: every canvas the caller can read — personal, in their workspaces, shared with
+    /// them — for a home screen. Not combined with `workspace_id`.
+    pub scope: Option<ListScope>,
+    /// `created` (oldest first, the default) or `last_activity` (most recently edited first).
+    #[serde(default)]
+    pub sort: CanvasOrder,
     /// Archived canvases instead of active ones.
     #[serde(default)]
     pub archived: bool,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+}
+
+/// Which canvases `GET /canvases` lists besides a workspace's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ListScope {
+    /// The caller's personal canvases (the default).
+    Personal,
+    /// Every canvas the caller can read.
+    All,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -135,29 +152,41 @@ pub async fn create_canvas(
     Ok((StatusCode::CREATED, ApiJson(canvas)))
 }
 
-/// The caller's personal canvases, or a workspace's; active or archived.
+/// The caller's personal canvases, a workspace's, or (`scope=all`) every canvas the caller
+/// can read; active or archived; by creation or by last activity.
 #[utoipa::path(get, path = "/api/v1/canvases", tag = "canvases", security(("bearer" = [])),
     params(ListCanvases),
-    responses((status = 200, body = Page<Canvas>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Page<ListedCanvas>), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_canvases(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiQuery(params): ApiQuery<ListCanvases>,
-) -> ApiResult<ApiJson<Page<Canvas>>> {
+) -> ApiResult<ApiJson<Page<ListedCanvas>>> {
     let page = PageParams {
         limit: params.limit,
         cursor: params.cursor,
     }
     .validate()?;
-    let scope = match params.workspace_id {
-        Some(workspace_id) => {
+    let scope = match (params.workspace_id, params.scope) {
+        (Some(_), Some(ListScope::All)) => {
+            return Err(ApiError::invalid_field(
+                "scope",
+                "`all` already includes every workspace; leave out workspace_id",
+            ))
+        }
+        (Some(workspace_id), _) => {
             require_workspace(&state.db, caller.id, workspace_id, WorkspaceRole::Viewer).await?;
             Scope::Workspace(workspace_id)
         }
-        None => Scope::Personal(caller.id),
+        (None, Some(ListScope::All)) => Scope::Readable(caller.id),
+        (None, Some(ListScope::Personal) | None) => Scope::Personal(caller.id),
     };
-    let rows = db::list(&state.db, scope, params.archived, &page).await?;
-    Ok(ApiJson(Page::from_rows(rows, &page, Canvas::position)))
+    let order = params.sort;
+    let rows = db::list(&state.db, scope, params.archived, order, &page).await?;
+    Ok(ApiJson(Page::from_rows(rows, &page, |row| {
+        row.position(order)
+    })))
 }
 
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}", tag = "canvases", security(("bearer" = [])),

@@ -379,3 +379,148 @@ async fn a_canvas_title_is_bounded_and_unknown_fields_refused() {
     );
     assert_eq!(app.audit_rows("canvas.update").await.len(), 1);
 }
+
+async fn list(app: &TestApp, token: &str, query: &str) -> serde_json::Value {
+    let (status, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/canvases?{query}"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn ids(page: &serde_json::Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn scope_all_lists_every_readable_canvas_with_its_workspace_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let me = app.sign_up("me@example.org").await;
+    let other = app.sign_up("other@example.org").await;
+    let ws = app.create_workspace(me.access_token(), "Team").await;
+    let personal = app.create_canvas(me.access_token(), None, "Diary").await;
+    let team = app
+        .create_canvas(me.access_token(), Some(ws), "Roadmap")
+        .await;
+    let shared = app
+        .create_canvas(other.access_token(), None, "Shared with me")
+        .await;
+    let invited = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{shared}/invitations"),
+            Some(other.access_token()),
+            Some(json!({ "email": "me@example.org", "role": "viewer" })),
+        )
+        .await
+        .1;
+    app.call(
+        Method::POST,
+        "/api/v1/invitations/accept",
+        Some(me.access_token()),
+        Some(json!({ "token": invited["token"] })),
+    )
+    .await;
+    let hidden = app
+        .create_canvas(other.access_token(), None, "Private")
+        .await;
+
+    let all = list(&app, me.access_token(), "scope=all").await;
+    let mut expected = vec![personal.to_string(), team.to_string(), shared.to_string()];
+    expected.sort();
+    let mut got = ids(&all);
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(!got.contains(&hidden.to_string()));
+    let roadmap = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == team.to_string())
+        .unwrap();
+    assert_eq!(roadmap["workspace_name"], "Team");
+    assert!(roadmap["last_activity_at"].is_string());
+
+    // Pages of one neither skip nor repeat.
+    let first = list(&app, me.access_token(), "scope=all&limit=2").await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = list(
+        &app,
+        me.access_token(),
+        &format!("scope=all&limit=2&cursor={cursor}"),
+    )
+    .await;
+    let mut paged = [ids(&first), ids(&second)].concat();
+    paged.sort();
+    assert_eq!(paged, expected);
+}
+
+#[tokio::test]
+async fn the_last_activity_order_puts_the_latest_edit_first() {
+    let app = TestApp::spawn().await;
+    let me = app.sign_up("me@example.org").await;
+    let older = app.create_canvas(me.access_token(), None, "Older").await;
+    let newer = app.create_canvas(me.access_token(), None, "Newer").await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/canvases/{older}"),
+            Some(me.access_token()),
+            Some(json!({ "title": "Older, edited" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let by_activity = list(&app, me.access_token(), "scope=all&sort=last_activity").await;
+    assert_eq!(ids(&by_activity), [older.to_string(), newer.to_string()]);
+    let first = list(
+        &app,
+        me.access_token(),
+        "scope=all&sort=last_activity&limit=1",
+    )
+    .await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = list(
+        &app,
+        me.access_token(),
+        &format!("scope=all&sort=last_activity&limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(ids(&second), [newer.to_string()]);
+}
+
+#[tokio::test]
+async fn scope_all_with_a_workspace_is_a_422_naming_scope() {
+    let app = TestApp::spawn().await;
+    let me = app.sign_up("me@example.org").await;
+    let ws = app.create_workspace(me.access_token(), "Team").await;
+    let (status, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/canvases?scope=all&workspace_id={ws}"),
+            Some(me.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "scope");
+    let (status, body) = app
+        .call(
+            Method::GET,
+            "/api/v1/canvases?scope=everything",
+            Some(me.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "scope");
+}
