@@ -27,7 +27,7 @@ use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::{
     ai, auth, blocks, calendars, canvas_sync, canvases, conversations, db, invitations, memories,
-    metrics, ops, search, users, workspaces,
+    metrics, ops, search, tasks, users, workspaces,
 };
 
 /// How long background tasks get to finish their current step once the server has stopped.
@@ -126,6 +126,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             blocks::routes::import_markdown
         ))
         .routes(routes!(search::routes::search))
+        .routes(routes!(tasks::routes::list_tasks))
         .routes(routes!(ai::routes::get_usage))
         .routes(routes!(
             conversations::routes::create_conversation,

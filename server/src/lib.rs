@@ -25,6 +25,7 @@ pub mod pagination;
 pub mod search;
 pub mod secret;
 pub mod state;
+pub mod tasks;
 pub mod telemetry;
 pub mod users;
 pub mod validation;

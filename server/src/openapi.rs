@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "canvases", description = "Canvases, permissions and canvas members"),
         (name = "blocks", description = "A canvas's blocks as rows; writes go through the document"),
         (name = "search", description = "Text, semantic and hybrid search over the canvases the caller can read"),
+        (name = "tasks", description = "Todo blocks across every canvas the caller can read"),
         (name = "ai", description = "The AI layer: usage of chat and embedding providers"),
         (name = "conversations", description = "Chat with the assistant: conversations, topics, messages (JSON or SSE) and workspace domain roles"),
         (name = "memories", description = "What the assistant knows about the caller"),

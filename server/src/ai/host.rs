@@ -392,6 +392,7 @@ impl AssistantHost for ServerHost {
                 calendar_ids: None,
                 limit: Some(MAX_AGENDA_ITEMS),
                 cursor: None,
+                include: None,
             }),
         )
         .await

@@ -21,6 +21,8 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{ApiJson, ApiQuery};
 use crate::state::AppState;
+use crate::tasks::routes::due_between;
+use crate::tasks::Task;
 
 /// The longest span a view or a free/busy query may cover.
 pub const MAX_RANGE_DAYS: i64 = 400;
@@ -64,7 +66,20 @@ pub struct ViewParams {
     /// Instances per page, 1–2000 (default 500).
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+    /// `tasks`: also the open todo blocks due in the range (first page only), in `tasks`.
+    pub include: Option<ViewInclude>,
 }
+
+/// What a view may carry besides instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewInclude {
+    /// Open todo blocks with a due date in the range, from every canvas the caller can read.
+    Tasks,
+}
+
+/// Tasks one view carries at most; `GET /api/v1/tasks` pages through the rest.
+pub const MAX_VIEW_TASKS: i64 = 500;
 
 /// One occurrence in a view.
 #[derive(Debug, Serialize, ToSchema)]
@@ -120,6 +135,13 @@ pub struct InstancePage {
     /// Schedules with more occurrences in the range than one expansion step holds (a
     /// sub-daily rule, say): their list is complete only up to a point; ask again later.
     pub incomplete_schedules: Vec<Uuid>,
+    /// With `include=tasks`, on the first page: open todos due in the range, by due time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<Task>>,
+    /// With `include=tasks`: more tasks are due in the range than `tasks` holds (500); page
+    /// through them with `GET /api/v1/tasks?due_from=&due_to=`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub more_tasks: Option<bool>,
 }
 
 fn encode_cursor(row: &ViewRow) -> String {
@@ -251,10 +273,28 @@ pub async fn view_instances(
     } else {
         None
     };
+    let (tasks, more_tasks) = match (params.include, after) {
+        (Some(ViewInclude::Tasks), None) => {
+            let mut tasks = due_between(
+                &state,
+                caller.id,
+                params.time_min,
+                params.time_max,
+                MAX_VIEW_TASKS + 1,
+            )
+            .await?;
+            let more = tasks.len() > MAX_VIEW_TASKS as usize;
+            tasks.truncate(MAX_VIEW_TASKS as usize);
+            (Some(tasks), Some(more))
+        }
+        _ => (None, None),
+    };
     Ok(ApiJson(InstancePage {
         items: rows.into_iter().map(Instance::from).collect(),
         next_cursor,
         incomplete_schedules: incomplete,
+        tasks,
+        more_tasks,
     }))
 }
 

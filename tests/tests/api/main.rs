@@ -11,4 +11,5 @@ mod ops;
 mod profile;
 mod search;
 mod semantic_search;
+mod tasks;
 mod workspaces;
