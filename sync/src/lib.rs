@@ -37,6 +37,7 @@ pub mod markdown;
 pub mod materialize;
 pub mod metrics;
 pub mod order;
+pub mod props;
 pub mod protocol;
 pub mod room;
 pub mod rooms;

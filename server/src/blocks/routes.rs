@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use potentia_sync::blocks::{self as rows, BlockRecord};
+use potentia_sync::props::prop_problems;
 use potentia_sync::room::{BlockEdit, EditOutcome};
 use potentia_sync::{BlockPatch, NewBlock, Position};
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,9 @@ pub struct CreateBlock {
     pub kind: String,
     #[serde(default)]
     pub text: String,
+    /// Free-form, except for the known types: `heading.level` 1–6, `todo.checked` a boolean,
+    /// `todo.due_at` an RFC 3339 instant or a date, `code.language` a short name, `image.url`
+    /// an http(s) URL; a wrong value is a 422 naming `props.<name>`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub props: Map<String, Value>,
@@ -80,6 +84,8 @@ pub struct PatchBlock {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub text: Option<String>,
+    /// Merged; checked against the block's type (the new one when `type` changes) as in
+    /// `CreateBlock::props`.
     #[schema(value_type = Option<Object>)]
     pub props: Option<Map<String, Value>>,
     /// The version the change is based on (or send `If-Match`); a stale one is a 409.
@@ -181,6 +187,13 @@ pub struct Reordered {
 fn validate_kind(kind: &str, errors: &mut FieldErrors) {
     if kind.trim().is_empty() || kind.chars().count() > MAX_TYPE_CHARS {
         errors.push("type", format!("1 to {MAX_TYPE_CHARS} characters"));
+    }
+}
+
+/// Records every property that breaks its type's rule, as `props.<name>`.
+fn validate_props(kind: &str, props: &Map<String, Value>, errors: &mut FieldErrors) {
+    for problem in prop_problems(kind, props) {
+        errors.push(&format!("props.{}", problem.prop), problem.message);
     }
 }
 
@@ -326,6 +339,7 @@ pub async fn create_block(
     let mut errors = FieldErrors::default();
     validate_kind(&body.kind, &mut errors);
     validate_text(&body.text, &mut errors);
+    validate_props(&body.kind, &body.props, &mut errors);
     errors.into_result()?;
     // The id is chosen here, so a retried write cannot create a second block.
     let id = Uuid::now_v7();
@@ -375,6 +389,18 @@ pub async fn patch_block(
     }
     if let Some(text) = &body.text {
         validate_text(text, &mut errors);
+    }
+    if let Some(props) = &body.props {
+        // The rule is the type's after the patch: the new one, or the block's own.
+        let kind = match &body.kind {
+            Some(kind) => Some(kind.clone()),
+            None => rows::get(&state.db, canvas_id, block_id)
+                .await?
+                .map(|row| row.kind),
+        };
+        if let Some(kind) = kind {
+            validate_props(&kind, props, &mut errors);
+        }
     }
     errors.into_result()?;
     let edit = BlockEdit::Patch {

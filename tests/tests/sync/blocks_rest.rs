@@ -464,3 +464,104 @@ async fn markdown_over_the_limit_is_refused_and_changes_nothing() {
     assert_eq!(response.status(), 413);
     assert_eq!(texts(&list(&f, "").await), Vec::<String>::new());
 }
+
+fn fields(problem: &Value) -> Vec<String> {
+    let mut fields: Vec<String> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    fields.sort();
+    fields
+}
+
+#[tokio::test]
+async fn known_properties_with_wrong_values_are_a_422_naming_each_and_store_nothing() {
+    let f = fixture().await;
+    let (status, problem) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(json!({ "type": "todo", "text": "pay", "props": { "checked": "yes", "due_at": "soon" } })),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["props.checked", "props.due_at"]);
+    for (kind, props, field) in [
+        ("heading", json!({ "level": 9 }), "props.level"),
+        ("code", json!({ "language": "two words" }), "props.language"),
+        (
+            "image",
+            json!({ "url": "javascript:alert(1)" }),
+            "props.url",
+        ),
+    ] {
+        let (status, problem) = f
+            .app
+            .call(
+                Method::POST,
+                &format!("/api/v1/canvases/{}/blocks", f.canvas),
+                Some(f.owner.access_token()),
+                Some(json!({ "type": kind, "props": props })),
+            )
+            .await;
+        assert_eq!(
+            (status, fields(&problem)),
+            (422, vec![field.to_owned()]),
+            "{kind}"
+        );
+    }
+    assert!(texts(&list(&f, "").await).is_empty());
+}
+
+#[tokio::test]
+async fn a_patch_is_checked_against_the_blocks_own_type() {
+    let f = fixture().await;
+    let block = create(
+        &f,
+        json!({ "type": "todo", "text": "pay", "props": { "checked": false } }),
+    )
+    .await;
+    let (status, problem) = f
+        .app
+        .call(
+            Method::PATCH,
+            &block_path(&f, &block["id"]),
+            Some(f.owner.access_token()),
+            Some(json!({ "props": { "checked": "yes" } })),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(fields(&problem), ["props.checked"]);
+    let (status, patched) = f
+        .app
+        .call(
+            Method::PATCH,
+            &block_path(&f, &block["id"]),
+            Some(f.owner.access_token()),
+            Some(json!({ "props": { "checked": true, "due_at": "2026-03-10T09:00:00Z" } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["props"]["checked"], true);
+}
+
+#[tokio::test]
+async fn unknown_types_and_properties_stay_free() {
+    let f = fixture().await;
+    let block = create(
+        &f,
+        json!({ "type": "callout", "props": { "level": "loud", "checked": "maybe", "emoji": "💡" } }),
+    )
+    .await;
+    assert_eq!(block["props"]["level"], "loud");
+    let heading = create(
+        &f,
+        json!({ "type": "heading", "props": { "level": 2, "anchor": [1] } }),
+    )
+    .await;
+    assert_eq!(heading["props"]["anchor"], json!([1]));
+}
