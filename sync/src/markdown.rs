@@ -1035,6 +1035,40 @@ pub fn insert_blocks(
     Ok(ids)
 }
 
+/// The spans of one paragraph of inline Markdown (`**bold**`, `*italic*`, `` `code` ``,
+/// `~~strike~~`, `[links](https://…)`); `None` when the Markdown makes anything but one
+/// paragraph (a heading, a list, two paragraphs). Empty Markdown has no spans.
+pub fn inline_spans(markdown: &str) -> Result<Option<Vec<Span>>, MarkdownError> {
+    let mut blocks = from_markdown(markdown)?;
+    Ok(match blocks.len() {
+        0 => Some(Vec::new()),
+        1 if blocks[0].kind == "paragraph" && blocks[0].children.is_empty() => {
+            blocks.pop().map(|block| block.spans)
+        }
+        _ => None,
+    })
+}
+
+/// Replaces the whole text of block `id` with `spans`, each with its attributes.
+pub(crate) fn replace_with_spans(txn: &mut TransactionMut, id: &str, spans: &[Span]) {
+    let Some(Out::YMap(block)) = txn
+        .get_map(schema::BLOCKS)
+        .and_then(|blocks| blocks.get(txn, id))
+    else {
+        return;
+    };
+    match block.get(txn, schema::TEXT) {
+        Some(Out::YText(text)) => {
+            let length = text.len(txn);
+            text.remove_range(txn, 0, length);
+        }
+        _ => {
+            block.insert(txn, schema::TEXT, yrs::TextPrelim::new(""));
+        }
+    }
+    write_spans(txn, id, spans);
+}
+
 /// Appends the spans to the (empty) text of block `id`, each with its attributes.
 fn write_spans(txn: &mut TransactionMut, id: &str, spans: &[Span]) {
     let text = match txn

@@ -15,6 +15,11 @@
 //!   (written by another node), so versions never count a change twice.
 //! * **Embeddings.** A block whose text changed is queued in `embedding_queue` with the hash of
 //!   its text; a move or a props change does not queue it.
+//! * **Meta.** The document's `meta.title` and `meta.icon` (ARCHITECTURE §2) are the canvas
+//!   row's title and icon: a change is written to `canvases` in the same fenced transaction,
+//!   with a `canvas.update` audit row naming the last writer. Control characters are removed
+//!   and the values cut to [`MAX_TITLE_CHARS`] / [`MAX_ICON_CHARS`]; a key the document never
+//!   had keeps the row's value (a canvas created over REST has no meta until it is renamed).
 //!
 //! Materializing is idempotent: on load, a room whose rows are behind its log (a crash between
 //! the log commit and the materialization) plans against the rows as they are and catches up.
@@ -27,7 +32,56 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::SyncError;
-use crate::schema::Block;
+use crate::schema::{Block, MetaFields, MAX_ICON_CHARS, MAX_TITLE_CHARS};
+
+/// A canvas row's title and icon.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowMeta {
+    pub title: String,
+    pub icon: Option<String>,
+}
+
+impl RowMeta {
+    fn json(&self) -> Value {
+        serde_json::json!({ "title": self.title, "icon": self.icon })
+    }
+}
+
+/// A meta change to write: the row's new values, its old ones, and who wrote the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaChange {
+    pub after: RowMeta,
+    pub before: RowMeta,
+    pub actor: Option<Uuid>,
+}
+
+/// `text` without control characters, trimmed, at most `max` characters.
+fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(max)
+        .collect()
+}
+
+/// The row meta the document's `fields` make of `current`.
+fn row_meta_of(fields: &MetaFields, current: &RowMeta) -> RowMeta {
+    let title = fields
+        .title
+        .as_deref()
+        .map(|t| clean(t, MAX_TITLE_CHARS))
+        .unwrap_or_else(|| current.title.clone());
+    let icon = match &fields.icon {
+        Some(icon) => icon
+            .as_deref()
+            .map(|i| clean(i, MAX_ICON_CHARS))
+            .filter(|i| !i.is_empty()),
+        None => current.icon.clone(),
+    };
+    RowMeta { title, icon }
+}
 
 /// What the rows hold for one block: enough to tell whether the document changed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +182,14 @@ pub struct Plan {
     pub upserts: Vec<BlockRow>,
     /// Rows whose block is gone.
     pub deletes: Vec<Uuid>,
+    /// The canvas's title or icon, when the document changed them.
+    pub meta: Option<MetaChange>,
 }
 
 impl Plan {
     /// Whether the plan writes no row.
     pub fn is_empty(&self) -> bool {
-        self.upserts.is_empty() && self.deletes.is_empty()
+        self.upserts.is_empty() && self.deletes.is_empty() && self.meta.is_none()
     }
 }
 
@@ -155,6 +211,8 @@ pub enum Applied {
 pub struct Materializer {
     canvas_id: Uuid,
     rows: HashMap<Uuid, RowDigest>,
+    /// The canvas row's title and icon as last read or written.
+    meta: RowMeta,
     seq: i64,
 }
 
@@ -164,6 +222,7 @@ impl Materializer {
         let mut materializer = Self {
             canvas_id,
             rows: HashMap::new(),
+            meta: RowMeta::default(),
             seq: 0,
         };
         materializer.reload(pool).await?;
@@ -187,8 +246,17 @@ impl Materializer {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let meta = sqlx::query_as!(
+            RowMeta,
+            "select title, icon from canvases where id = $1",
+            self.canvas_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or_default();
         tx.commit().await?;
         self.seq = seq;
+        self.meta = meta;
         self.rows = rows
             .into_iter()
             .map(|r| {
@@ -221,8 +289,15 @@ impl Materializer {
         self.rows.is_empty()
     }
 
-    /// The writes that bring the rows to `blocks`, the document as of `seq`.
-    pub fn plan(&self, blocks: Vec<Block>, seq: i64) -> Plan {
+    /// The writes that bring the rows to `blocks` and `meta`, the document as of `seq`;
+    /// `writer` wrote it last (for the audit of a meta change).
+    pub fn plan(
+        &self,
+        blocks: Vec<Block>,
+        meta: &MetaFields,
+        writer: Option<Uuid>,
+        seq: i64,
+    ) -> Plan {
         let mut seen = HashMap::with_capacity(blocks.len());
         let mut upserts = Vec::new();
         for block in blocks {
@@ -242,10 +317,17 @@ impl Materializer {
             .filter(|id| !seen.contains_key(*id))
             .copied()
             .collect();
+        let after = row_meta_of(meta, &self.meta);
+        let meta = (after != self.meta).then(|| MetaChange {
+            after,
+            before: self.meta.clone(),
+            actor: writer,
+        });
         Plan {
             seq,
             upserts,
             deletes,
+            meta,
         }
     }
 
@@ -335,8 +417,40 @@ impl Materializer {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some(change) = &plan.meta {
+            let changed = sqlx::query!(
+                r#"update canvases set title = $2, icon = $3, updated_at = now()
+                   where id = $1 and (title, icon) is distinct from ($2, $3)"#,
+                self.canvas_id,
+                change.after.title,
+                change.after.icon,
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                sqlx::query!(
+                    r#"insert into system_audit (actor_id, action, target_type, target_id, before, after)
+                       values ($1, 'canvas.update', 'canvas', $2, $3, $4)"#,
+                    change.actor,
+                    self.canvas_id.to_string(),
+                    change.before.json(),
+                    serde_json::json!({
+                        "title": change.after.title,
+                        "icon": change.after.icon,
+                        "source": "document",
+                        "seq": plan.seq,
+                    }),
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
         self.seq = plan.seq;
+        if let Some(change) = &plan.meta {
+            self.meta = change.after.clone();
+        }
         for id in &plan.deletes {
             self.rows.remove(id);
         }

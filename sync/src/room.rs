@@ -187,6 +187,8 @@ struct Room {
     materializer: Option<Materializer>,
     /// The document changed since the rows were last written.
     materialize_due: bool,
+    /// The user whose update was committed last (the actor of a meta change's audit row).
+    last_writer: Option<Uuid>,
 }
 
 /// The room task of `canvas_id`: load, serve, stop.
@@ -303,10 +305,18 @@ fn parse_block_id(id: &str) -> Result<Uuid, SyncError> {
 /// A block write of the REST API (ARCHITECTURE §5), applied through the document.
 #[derive(Debug, Clone)]
 pub enum BlockEdit {
-    Create(NewBlock),
+    /// A new block; with `spans`, its text is written with their formatting instead.
+    Create {
+        block: NewBlock,
+        spans: Option<Vec<crate::markdown::Span>>,
+    },
+    /// The canvas's title or icon (`doc.getMap("meta")`).
+    Meta(crate::schema::MetaPatch),
+    /// A change of a block; with `spans`, its whole text is replaced by them, formatted.
     Patch {
         id: String,
         patch: BlockPatch,
+        spans: Option<Vec<crate::markdown::Span>>,
     },
     Move {
         id: String,
@@ -332,6 +342,7 @@ pub enum BlockEdit {
 
 /// What a write touched, to answer with.
 enum Touched {
+    Meta,
     Block(String),
     Deleted(Vec<String>),
     Many(Vec<String>),
@@ -341,7 +352,9 @@ impl BlockEdit {
     /// The existing block the write changes (whose version a caller may check).
     fn target(&self) -> Option<&str> {
         match self {
-            Self::Create(_) | Self::Reorder { .. } | Self::Import { .. } => None,
+            Self::Create { .. } | Self::Meta(_) | Self::Reorder { .. } | Self::Import { .. } => {
+                None
+            }
             Self::Patch { id, .. } | Self::Move { id, .. } | Self::Delete { id } => Some(id),
         }
     }
@@ -349,10 +362,22 @@ impl BlockEdit {
     fn apply(self, txn: &mut yrs::TransactionMut) -> Result<Touched, SyncError> {
         use crate::schema;
         match self {
-            Self::Create(block) => schema::insert_block(txn, block).map(Touched::Block),
-            Self::Patch { id, patch } => {
-                schema::update_block(txn, &id, patch).map(|_| Touched::Block(id))
+            Self::Create { block, spans } => schema::insert_block(txn, block).map(|id| {
+                if let Some(spans) = spans {
+                    crate::markdown::replace_with_spans(txn, &id, &spans);
+                }
+                Touched::Block(id)
+            }),
+            Self::Meta(patch) => {
+                schema::set_meta(txn, patch);
+                Ok(Touched::Meta)
             }
+            Self::Patch { id, patch, spans } => schema::update_block(txn, &id, patch).map(|_| {
+                if let Some(spans) = spans {
+                    crate::markdown::replace_with_spans(txn, &id, &spans);
+                }
+                Touched::Block(id)
+            }),
             Self::Move {
                 id,
                 parent,
@@ -511,6 +536,7 @@ impl Room {
             compacting: false,
             // Rows behind the log (a crash between commit and materialization) catch up now.
             materialize_due: materializer.seq() < read.last_seq,
+            last_writer: None,
             materializer: Some(materializer),
         };
         room.count_stored(&read);
@@ -771,6 +797,9 @@ impl Room {
                 updates: datas.to_vec(),
             },
         );
+        if let Some(writer) = updates.iter().rev().find_map(|u| self.writer_of(&u.origin)) {
+            self.last_writer = Some(writer);
+        }
         for (offset, update) in updates.into_iter().enumerate() {
             if let Some(reply) = update.reply {
                 let _ = reply.send(Ok(range.first + offset as i64));
@@ -782,6 +811,15 @@ impl Room {
         }
         self.maybe_compact().await;
         Ok(())
+    }
+
+    /// The user behind an update's origin.
+    fn writer_of(&self, origin: &Origin) -> Option<Uuid> {
+        match origin {
+            Origin::Connection(conn) => self.peers.get(conn).map(|peer| peer.user_id),
+            Origin::Http(user_id) => Some(*user_id),
+            Origin::Server => None,
+        }
     }
 
     /// Refuses an update: the connection that sent it is closed, an HTTP caller gets the error.
@@ -1253,6 +1291,7 @@ impl Room {
             seq,
         };
         match touched {
+            Touched::Meta => {}
             Touched::Block(id) => {
                 let id = match parse_block_id(&id) {
                     Ok(id) => id,
@@ -1360,9 +1399,12 @@ impl Room {
         self.rebalance_long_keys().await?;
         let doc = self.doc.clone();
         let seq = self.watermark;
+        let writer = self.last_writer;
         let (mut materializer, plan) = blocking(move || {
-            let blocks = crate::schema::read_blocks(&doc.transact());
-            let plan = materializer.plan(blocks, seq);
+            let txn = doc.transact();
+            let blocks = crate::schema::read_blocks(&txn);
+            let meta = crate::schema::read_meta_fields(&txn);
+            let plan = materializer.plan(blocks, &meta, writer, seq);
             (materializer, plan)
         })
         .await?;

@@ -219,6 +219,35 @@ pub fn read_block<T: ReadTxn>(txn: &T, id: &str) -> Result<Block, SchemaError> {
         .ok_or(SchemaError::UnknownBlock(id))
 }
 
+/// The longest canvas title kept in the `canvases` row, in characters.
+pub const MAX_TITLE_CHARS: usize = 500;
+/// The longest canvas icon kept in the `canvases` row, in characters.
+pub const MAX_ICON_CHARS: usize = 2048;
+
+/// What the document's meta says, field by field: `None` where it says nothing (a document
+/// that never had the key), so a reader can keep what it had.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetaFields {
+    pub title: Option<String>,
+    /// `Some(None)`: the icon was removed.
+    pub icon: Option<Option<String>>,
+}
+
+/// The meta keys the document holds, as [`MetaFields`].
+pub fn read_meta_fields<T: ReadTxn>(txn: &T) -> MetaFields {
+    let Some(meta) = txn.get_map(META) else {
+        return MetaFields::default();
+    };
+    MetaFields {
+        title: meta
+            .contains_key(txn, TITLE)
+            .then(|| string_value(meta.get(txn, TITLE)).unwrap_or_default()),
+        icon: meta
+            .contains_key(txn, ICON)
+            .then(|| string_value(meta.get(txn, ICON))),
+    }
+}
+
 /// The canvas meta.
 pub fn read_meta<T: ReadTxn>(txn: &T) -> CanvasMeta {
     let Some(meta) = txn.get_map(META) else {

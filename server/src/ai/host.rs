@@ -244,6 +244,8 @@ impl ServerHost {
             ApiJson(blocks::CreateBlock {
                 kind: "todo".into(),
                 text: text.to_owned(),
+                markdown: None,
+                runs: None,
                 props,
                 parent_id: None,
                 position: None,

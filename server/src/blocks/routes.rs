@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use potentia_sync::blocks::{self as rows, BlockRecord};
+use potentia_sync::markdown::{inline_spans, Marks, Span};
 use potentia_sync::props::prop_problems;
 use potentia_sync::room::{BlockEdit, EditOutcome};
 use potentia_sync::{BlockPatch, NewBlock, Position};
@@ -56,6 +57,26 @@ impl From<PositionSpec> for Position {
     }
 }
 
+/// A run of formatted text, for writing a block's text with its formatting.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextRun {
+    pub text: String,
+    #[serde(default)]
+    pub bold: bool,
+    #[serde(default)]
+    pub italic: bool,
+    #[serde(default)]
+    pub code: bool,
+    #[serde(default)]
+    pub strike: bool,
+    /// An `http://`, `https://` or `mailto:` URL the run links to.
+    pub link: Option<String>,
+}
+
+/// Most runs one block's text may be written in.
+pub const MAX_RUNS: usize = 1_000;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBlock {
@@ -63,8 +84,14 @@ pub struct CreateBlock {
     /// type is kept).
     #[serde(rename = "type")]
     pub kind: String,
+    /// Plain text. Give at most one of `text`, `markdown` and `runs`.
     #[serde(default)]
     pub text: String,
+    /// The text as inline Markdown: `**bold**`, `*italic*`, `` `code` ``, `~~strike~~`,
+    /// `[a link](https://example.org)`; one paragraph.
+    pub markdown: Option<String>,
+    /// The text as formatted runs.
+    pub runs: Option<Vec<TextRun>>,
     /// Free-form, except for the known types: `heading.level` 1–6, `todo.checked` a boolean,
     /// `todo.due_at` an RFC 3339 instant or a date, `code.language` a short name, `image.url`
     /// an http(s) URL; a wrong value is a 422 naming `props.<name>`.
@@ -83,7 +110,13 @@ pub struct CreateBlock {
 pub struct PatchBlock {
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// Replaces the plain text by its smallest edit (formatting outside it survives). Give at
+    /// most one of `text`, `markdown` and `runs`.
     pub text: Option<String>,
+    /// Replaces the whole text, formatted, from inline Markdown (as in `CreateBlock`).
+    pub markdown: Option<String>,
+    /// Replaces the whole text with formatted runs.
+    pub runs: Option<Vec<TextRun>>,
     /// Merged; checked against the block's type (the new one when `type` changes) as in
     /// `CreateBlock::props`.
     #[schema(value_type = Option<Object>)]
@@ -188,6 +221,77 @@ fn validate_kind(kind: &str, errors: &mut FieldErrors) {
     if kind.trim().is_empty() || kind.chars().count() > MAX_TYPE_CHARS {
         errors.push("type", format!("1 to {MAX_TYPE_CHARS} characters"));
     }
+}
+
+/// The formatted text `markdown` or `runs` give, checked; `None` when neither is given.
+fn rich_text(
+    has_text: bool,
+    markdown: Option<String>,
+    runs: Option<Vec<TextRun>>,
+    errors: &mut FieldErrors,
+) -> Option<Vec<Span>> {
+    let given =
+        usize::from(has_text) + usize::from(markdown.is_some()) + usize::from(runs.is_some());
+    if given > 1 {
+        let field = if markdown.is_some() {
+            "markdown"
+        } else {
+            "runs"
+        };
+        errors.push(field, "give only one of text, markdown and runs");
+        return None;
+    }
+    let spans = match (markdown, runs) {
+        (Some(markdown), _) => match inline_spans(&markdown) {
+            Ok(Some(spans)) => spans,
+            Ok(None) => {
+                errors.push(
+                    "markdown",
+                    "only inline Markdown (bold, italic, code, strike, links) in one paragraph",
+                );
+                return None;
+            }
+            Err(error) => {
+                errors.push("markdown", error.to_string());
+                return None;
+            }
+        },
+        (None, Some(runs)) => {
+            if runs.len() > MAX_RUNS {
+                errors.push("runs", format!("at most {MAX_RUNS} runs"));
+                return None;
+            }
+            let mut spans = Vec::with_capacity(runs.len());
+            for (index, run) in runs.into_iter().enumerate() {
+                if let Some(link) = &run.link {
+                    let scheme_ok = ["http://", "https://", "mailto:"]
+                        .iter()
+                        .any(|scheme| link.starts_with(scheme));
+                    if !scheme_ok || link.chars().any(char::is_whitespace) {
+                        errors.push(
+                            &format!("runs[{index}].link"),
+                            "must be an http://, https:// or mailto: URL",
+                        );
+                    }
+                }
+                spans.push(Span {
+                    text: run.text,
+                    marks: Marks {
+                        bold: run.bold,
+                        italic: run.italic,
+                        code: run.code,
+                        strike: run.strike,
+                        link: run.link,
+                    },
+                });
+            }
+            spans
+        }
+        (None, None) => return None,
+    };
+    let plain: String = spans.iter().map(|span| span.text.as_str()).collect();
+    validate_text(&plain, errors);
+    Some(spans)
 }
 
 /// Records every property that breaks its type's rule, as `props.<name>`.
@@ -340,17 +444,21 @@ pub async fn create_block(
     validate_kind(&body.kind, &mut errors);
     validate_text(&body.text, &mut errors);
     validate_props(&body.kind, &body.props, &mut errors);
+    let spans = rich_text(!body.text.is_empty(), body.markdown, body.runs, &mut errors);
     errors.into_result()?;
     // The id is chosen here, so a retried write cannot create a second block.
     let id = Uuid::now_v7();
-    let edit = BlockEdit::Create(NewBlock {
-        id: Some(id.to_string()),
-        kind: body.kind.clone(),
-        parent: body.parent_id.map(|p| p.to_string()),
-        position: body.position.map_or(Position::Last, Position::from),
-        text: body.text,
-        props: body.props,
-    });
+    let edit = BlockEdit::Create {
+        block: NewBlock {
+            id: Some(id.to_string()),
+            kind: body.kind.clone(),
+            parent: body.parent_id.map(|p| p.to_string()),
+            position: body.position.map_or(Position::Last, Position::from),
+            text: body.text,
+            props: body.props,
+        },
+        spans,
+    };
     let outcome = state.rooms.edit(canvas_id, caller.id, edit, None).await?;
     let block = written_block(outcome)?;
     audit_write(
@@ -390,6 +498,7 @@ pub async fn patch_block(
     if let Some(text) = &body.text {
         validate_text(text, &mut errors);
     }
+    let spans = rich_text(body.text.is_some(), body.markdown, body.runs, &mut errors);
     if let Some(props) = &body.props {
         // The rule is the type's after the patch: the new one, or the block's own.
         let kind = match &body.kind {
@@ -410,6 +519,7 @@ pub async fn patch_block(
             text: body.text,
             props: body.props,
         },
+        spans,
     };
     let outcome = state
         .rooms

@@ -220,25 +220,6 @@ pub async fn list<'e>(
     Ok(rows.into_iter().map(ListedCanvas::from).collect())
 }
 
-/// The one write of title and icon.
-pub async fn update_meta<'e>(
-    db: impl PgExecutor<'e>,
-    id: Uuid,
-    title: &str,
-    icon: Option<&str>,
-) -> sqlx::Result<Canvas> {
-    sqlx::query_as!(
-        Canvas,
-        r#"update canvases set title = $2, icon = $3, updated_at = now() where id = $1
-           returning id, workspace_id, owner_id, title, icon, archived_at, created_at, updated_at"#,
-        id,
-        title,
-        icon,
-    )
-    .fetch_one(db)
-    .await
-}
-
 pub async fn set_archived<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,

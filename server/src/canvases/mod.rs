@@ -2,8 +2,9 @@
 //! restore, duplicate, delete; the caller's permissions; the combined member list and direct
 //! members' roles.
 //!
-//! Title and icon change only through [`routes::patch_canvas`] → [`db::update_meta`]; that is
-//! the one place the sync server will mirror them into the document's `meta` map.
+//! Title and icon live in the document's `meta` map (ARCHITECTURE §2): [`routes::patch_canvas`]
+//! writes them there like a block write, and the materializer (`potentia_sync::materialize`)
+//! writes the `canvases` row from the document, whoever changed it.
 
 pub mod db;
 pub mod routes;

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use potentia_sync::room::BlockEdit;
+use potentia_sync::schema::MetaPatch;
+
 use super::db::{self, Canvas, CanvasMember, CanvasOrder, ListedCanvas, NewCanvas, Scope};
 use crate::access::{require_canvas, require_workspace, Access, CanvasRole, WorkspaceRole};
 use crate::audit::{self, AuditEntry};
@@ -17,7 +20,7 @@ use crate::state::AppState;
 use crate::validation::{bounded_text, present};
 use crate::workspaces::routes::MAX_ICON_CHARS;
 
-pub const MAX_TITLE_CHARS: usize = 500;
+pub const MAX_TITLE_CHARS: usize = potentia_sync::schema::MAX_TITLE_CHARS;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -204,7 +207,8 @@ pub async fn get_canvas(
         .ok_or(ApiError::NotFound { what: "canvas" })
 }
 
-/// Changes title or icon (write access).
+/// Changes title or icon (write access), through the document's `meta` like a block write:
+/// connected clients see it live, and the row follows (audited as `canvas.update`).
 #[utoipa::path(patch, path = "/api/v1/canvases/{canvas_id}", tag = "canvases", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)), request_body = PatchCanvas,
     responses((status = 200, body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -212,35 +216,22 @@ pub async fn get_canvas(
 pub async fn patch_canvas(
     State(state): State<AppState>,
     caller: AuthUser,
-    RequestId(request_id): RequestId,
     ApiPath(canvas_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<PatchCanvas>,
 ) -> ApiResult<ApiJson<Canvas>> {
-    let mut tx = state.db.begin().await?;
-    require_canvas(&mut *tx, caller.id, canvas_id, Access::Write).await?;
-    let before = db::find(&mut *tx, canvas_id)
+    require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
+    let patch = MetaPatch {
+        title: body.title.map(|title| title_of(Some(title))).transpose()?,
+        icon: body.icon.map(icon_of).transpose()?,
+    };
+    state
+        .rooms
+        .edit(canvas_id, caller.id, BlockEdit::Meta(patch), None)
+        .await?;
+    db::find(&state.db, canvas_id)
         .await?
-        .ok_or(ApiError::NotFound { what: "canvas" })?;
-    let title = match body.title {
-        Some(title) => title_of(Some(title))?,
-        None => before.title.clone(),
-    };
-    let icon = match body.icon {
-        Some(icon) => icon_of(icon)?,
-        None => before.icon.clone(),
-    };
-    let after = db::update_meta(&mut *tx, canvas_id, &title, icon.as_deref()).await?;
-    audit::record(
-        &mut *tx,
-        AuditEntry::new("canvas.update", "canvas", canvas_id)
-            .actor(caller.id)
-            .before(before.meta_json())
-            .after(after.meta_json())
-            .request(request_id.as_deref()),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(ApiJson(after))
+        .map(ApiJson)
+        .ok_or(ApiError::NotFound { what: "canvas" })
 }
 
 async fn set_archived(
@@ -354,6 +345,22 @@ pub async fn duplicate_canvas(
     )
     .await?;
     tx.commit().await?;
+    if updates_copied > 0 {
+        // The copied document still names the source in its meta; the copy's row is the truth.
+        let meta = MetaPatch {
+            title: Some(copy.title.clone()),
+            icon: Some(copy.icon.clone()),
+        };
+        // The copy exists either way; a document that cannot load is never materialized
+        // either, so its stale meta cannot overwrite the row.
+        if let Err(error) = state
+            .rooms
+            .edit(copy.id, caller.id, BlockEdit::Meta(meta), None)
+            .await
+        {
+            tracing::warn!(canvas_id = %copy.id, %error, "the copy's title did not reach its document");
+        }
+    }
     Ok((StatusCode::CREATED, ApiJson(copy)))
 }
 

@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::error::Category;
+use serde_json::Value;
+use serde_path_to_error::{Path, Segment};
 
 use super::deserialize::{field_error, product_message};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::state::AppState;
 
 /// A JSON request body (or response). Rejections: 415 without a JSON content type, 413 over the
@@ -64,17 +66,64 @@ fn has_json_content_type(req: &Request) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses a JSON body, turning serde's error into a problem that names the field.
+/// Most fields one problem names; past that a body is more wrong than a list helps with.
+const MAX_FIELD_ERRORS: usize = 20;
+
+/// Parses a JSON body, turning serde's errors into a problem that names every wrong field.
+///
+/// serde stops at the first error, so the body is read as a JSON value and deserialized again
+/// without each field that was wrong, until it goes through. A required field removed that
+/// way is then missing: the object holding it goes too, and when that cannot be done the list
+/// ends. A field inside an array is the last one named (indices would shift).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        describe_json_error(&path, err.into_inner())
-    })?;
-    deserializer
-        .end()
-        .map_err(|err| describe_json_error(".", err))?;
-    Ok(value)
+    let mut value: Value =
+        serde_json::from_slice(bytes).map_err(|err| describe_json_error(".", err))?;
+    let first = match serde_path_to_error::deserialize::<_, T>(&value) {
+        Ok(parsed) => return Ok(parsed),
+        Err(err) => err,
+    };
+    let mut errors = Vec::new();
+    let mut next = Some(first);
+    while let Some(err) = next.take() {
+        let error = field_error(&err.path().to_string(), &err.inner().to_string());
+        if errors.iter().any(|e: &FieldError| e.field == error.field) {
+            // A field named already is now missing: without the object that holds it (when
+            // that one is optional) the rest of the body can still be checked.
+            if !remove_at(&mut value, err.path()) {
+                break;
+            }
+        } else {
+            errors.push(error);
+            if errors.len() == MAX_FIELD_ERRORS || !remove_at(&mut value, err.path()) {
+                break;
+            }
+        }
+        next = serde_path_to_error::deserialize::<_, T>(&value).err();
+    }
+    Err(ApiError::invalid_fields(errors))
+}
+
+/// Removes the object key `path` ends with; false when the path does not end in one (the
+/// body itself, an array element, an enum variant).
+fn remove_at(value: &mut Value, path: &Path) -> bool {
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((Segment::Map { key }, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for segment in parents {
+        current = match (segment, current) {
+            (Segment::Map { key }, Value::Object(map)) => match map.get_mut(key) {
+                Some(inner) => inner,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match current {
+        Value::Object(map) => map.remove(key).is_some(),
+        _ => false,
+    }
 }
 
 fn describe_json_error(path: &str, err: serde_json::Error) -> ApiError {
@@ -149,6 +198,27 @@ mod tests {
     fn trailing_garbage_is_a_bad_request() {
         let err = parse_json::<Body>(br#"{"email": "a", "age": 1} x"#).unwrap_err();
         assert_eq!(err.code(), "malformed_json");
+    }
+
+    #[test]
+    fn every_wrong_field_is_named_not_only_the_first() {
+        let err = parse_json::<Body>(br#"{"email": 3, "age": "old", "role": "x"}"#).unwrap_err();
+        let ApiError::Validation { errors, .. } = err else {
+            panic!("expected a validation error")
+        };
+        let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["age", "email", "role"]);
+    }
+
+    #[test]
+    fn a_nested_wrong_field_and_a_missing_one_are_both_named() {
+        let err = parse_json::<Body>(br#"{"age": 1, "nested": {"flag": 3}}"#).unwrap_err();
+        let ApiError::Validation { errors, .. } = err else {
+            panic!("expected a validation error")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["nested.flag", "email"]);
     }
 
     #[test]

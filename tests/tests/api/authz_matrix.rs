@@ -725,6 +725,21 @@ fn rows() -> Vec<Row> {
             no_body,
             [200, 200, 200, 200, 200, 200, 404, 401]
         ),
+        // Tasks: anyone signed in, filtered to what they can read; one canvas only for readers.
+        row!(
+            M::GET,
+            "/api/v1/tasks",
+            |_| "/api/v1/tasks".into(),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 200, 401]
+        ),
+        row!(
+            M::GET,
+            "/api/v1/tasks",
+            |s| format!("/api/v1/tasks?canvas_id={}", s.canvas),
+            no_body,
+            [200, 200, 200, 200, 200, 200, 404, 401]
+        ),
         // Usage: anyone signed in, and only their own.
         row!(
             M::GET,

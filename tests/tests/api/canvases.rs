@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 async fn store_update(app: &TestApp, canvas: Uuid, seq: i64) {
     sqlx::query(
-        "insert into canvas_updates (canvas_id, seq, data) values ($1, $2, '\\x0100'::bytea)",
+        "insert into canvas_updates (canvas_id, seq, data) values ($1, $2, '\\x0000'::bytea)",
     )
     .bind(canvas)
     .bind(seq)
@@ -166,7 +166,8 @@ async fn a_duplicate_copies_meta_and_content() {
             .fetch_one(&app.db)
             .await
             .unwrap();
-    assert_eq!(copied, 2);
+    // The two copied updates, then the copy's own title written into its document's meta.
+    assert_eq!(copied, 3);
 }
 
 #[tokio::test]

@@ -169,3 +169,44 @@ async fn dev_mode_allows_loopback_pages_without_credentials() {
         .headers()
         .contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn every_invalid_field_of_a_body_is_named_in_product_words() {
+    let app = TestApp::spawn().await;
+    let me = app.sign_up("fields@example.org").await;
+    let response = app
+        .authed(reqwest::Method::POST, "/api/v1/canvases", me.access_token())
+        .json(&serde_json::json!({ "title": 3, "icon": [1], "workspace_id": "nope", "colour": "red" }))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(response, 422, "validation_failed").await;
+    let mut fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["colour", "icon", "title", "workspace_id"]);
+    let text = problem.to_string();
+    assert!(text.contains("must be an id"), "{text}");
+    assert!(
+        !text.contains("UUID parsing failed") && !text.contains("line 1"),
+        "{text}"
+    );
+
+    let malformed = app
+        .authed(reqwest::Method::POST, "/api/v1/canvases", me.access_token())
+        .header("content-type", "application/json")
+        .body("{\"title\": ")
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(malformed, 400, "malformed_json").await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains("line") && !detail.contains("Error("),
+        "{detail}"
+    );
+}

@@ -219,7 +219,12 @@ impl Canvas {
 
     async fn materialize(&mut self) {
         self.seq += 1;
-        let plan = self.materializer.plan(self.blocks.clone(), self.seq);
+        let plan = self.materializer.plan(
+            self.blocks.clone(),
+            &potentia_sync::schema::MetaFields::default(),
+            None,
+            self.seq,
+        );
         self.materializer
             .apply(&self.pool, plan)
             .await

@@ -565,3 +565,87 @@ async fn unknown_types_and_properties_stay_free() {
     .await;
     assert_eq!(heading["props"]["anchor"], json!([1]));
 }
+
+#[tokio::test]
+async fn a_block_can_be_written_as_inline_markdown_or_as_runs() {
+    let f = fixture().await;
+    let block = create(
+        &f,
+        json!({ "type": "paragraph", "markdown": "Buy **oat** milk at [the shop](https://shop.example)" }),
+    )
+    .await;
+    assert_eq!(block["text"], "Buy oat milk at the shop");
+    let content = block["content"].to_string();
+    assert!(content.contains(r#""bold":true"#), "{content}");
+    assert!(content.contains("https://shop.example"), "{content}");
+
+    let runs = create(
+        &f,
+        json!({ "type": "paragraph", "runs": [
+            { "text": "plain " }, { "text": "loud", "bold": true, "italic": true }, { "text": " code", "code": true }
+        ] }),
+    )
+    .await;
+    assert_eq!(runs["text"], "plain loud code");
+    assert!(
+        runs["content"].to_string().contains(r#""italic":true"#),
+        "{}",
+        runs["content"]
+    );
+
+    let (status, patched) = f
+        .app
+        .call(
+            Method::PATCH,
+            &block_path(&f, &runs["id"]),
+            Some(f.owner.access_token()),
+            Some(json!({ "markdown": "~~gone~~ now" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["text"], "gone now");
+    assert!(
+        patched["content"].to_string().contains(r#""strike":true"#),
+        "{}",
+        patched["content"]
+    );
+}
+
+#[tokio::test]
+async fn rich_text_that_is_not_inline_or_is_given_twice_is_a_422() {
+    let f = fixture().await;
+    for (body, field) in [
+        (
+            json!({ "type": "paragraph", "markdown": "# A heading" }),
+            "markdown",
+        ),
+        (
+            json!({ "type": "paragraph", "markdown": "one\n\ntwo" }),
+            "markdown",
+        ),
+        (
+            json!({ "type": "paragraph", "text": "x", "markdown": "*x*" }),
+            "markdown",
+        ),
+        (
+            json!({ "type": "paragraph", "runs": [{ "text": "x", "link": "javascript:alert(1)" }] }),
+            "runs[0].link",
+        ),
+    ] {
+        let (status, problem) = f
+            .app
+            .call(
+                Method::POST,
+                &format!("/api/v1/canvases/{}/blocks", f.canvas),
+                Some(f.owner.access_token()),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, fields(&problem)),
+            (422, vec![field.to_owned()]),
+            "{body}"
+        );
+    }
+    assert!(texts(&list(&f, "").await).is_empty());
+}

@@ -10,4 +10,5 @@ mod http_fallbacks;
 mod limits;
 mod malformed;
 mod materialize;
+mod meta;
 mod support;
