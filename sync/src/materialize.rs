@@ -465,3 +465,56 @@ impl Materializer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use yrs::{Any, Doc, Map, Transact};
+
+    use super::*;
+    use crate::schema::{read_meta_fields, META};
+
+    fn current() -> RowMeta {
+        RowMeta {
+            title: "Plan".into(),
+            icon: Some("📋".into()),
+        }
+    }
+
+    fn meta_of(write: impl FnOnce(&mut yrs::TransactionMut, &yrs::MapRef)) -> MetaFields {
+        let doc = Doc::new();
+        let meta = doc.get_or_insert_map(META);
+        write(&mut doc.transact_mut(), &meta);
+        let txn = doc.transact();
+        read_meta_fields(&txn)
+    }
+
+    #[test]
+    fn a_document_without_meta_keeps_the_rows_title_and_icon() {
+        let fields = meta_of(|_, _| {});
+        assert_eq!(row_meta_of(&fields, &current()), current());
+    }
+
+    #[test]
+    fn a_title_of_another_type_than_a_string_says_nothing() {
+        let fields = meta_of(|txn, meta| {
+            meta.insert(txn, "title", 5);
+            meta.insert(txn, "icon", true);
+        });
+        assert_eq!(row_meta_of(&fields, &current()), current());
+    }
+
+    #[test]
+    fn control_characters_go_and_a_null_icon_removes_it() {
+        let fields = meta_of(|txn, meta| {
+            meta.insert(txn, "title", "  Q3\u{0}\u{7} plan ");
+            meta.insert(txn, "icon", Any::Null);
+        });
+        assert_eq!(
+            row_meta_of(&fields, &current()),
+            RowMeta {
+                title: "Q3 plan".into(),
+                icon: None
+            }
+        );
+    }
+}

@@ -225,7 +225,8 @@ pub const MAX_TITLE_CHARS: usize = 500;
 pub const MAX_ICON_CHARS: usize = 2048;
 
 /// What the document's meta says, field by field: `None` where it says nothing (a document
-/// that never had the key), so a reader can keep what it had.
+/// that never had the key, or holds something other than a string there), so a reader can
+/// keep what it had.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetaFields {
     pub title: Option<String>,
@@ -238,13 +239,15 @@ pub fn read_meta_fields<T: ReadTxn>(txn: &T) -> MetaFields {
     let Some(meta) = txn.get_map(META) else {
         return MetaFields::default();
     };
+    // A value of another type than a string says nothing (a client's mistake must not blank
+    // the title); only an explicit `null` removes the icon.
+    let icon = match meta.get(txn, ICON) {
+        Some(Out::Any(Any::Null)) => Some(None),
+        value => string_value(value).map(Some),
+    };
     MetaFields {
-        title: meta
-            .contains_key(txn, TITLE)
-            .then(|| string_value(meta.get(txn, TITLE)).unwrap_or_default()),
-        icon: meta
-            .contains_key(txn, ICON)
-            .then(|| string_value(meta.get(txn, ICON))),
+        title: string_value(meta.get(txn, TITLE)),
+        icon,
     }
 }
 

@@ -1,8 +1,8 @@
 //! `GET /ws/canvas/{canvas_id}?token=…`: the y-websocket endpoint (ARCHITECTURE §3).
 //!
-//! A browser page's `Origin` must be one the CORS setting allows (403 `origin_not_allowed`), so
-//! that a foreign site cannot open a socket with a token it holds; clients that send no
-//! `Origin` (native apps, Node) are not browsers and pass. The token and the caller's access are
+//! A browser page's `Origin` must be one the CORS setting allows, or this server itself (403
+//! `origin_not_allowed`), so that a foreign site cannot open a socket with a token it holds;
+//! clients that send no `Origin` (native apps, Node) are not browsers and pass. The token and the caller's access are
 //! checked before the upgrade (401 / 404 problems, no socket). After it, one task per socket runs
 //! [`serve_socket`]: frames from the client go through the [`Connection`] state machine (limits,
 //! validation, roles) into the room; frames from the room go out in order; pings keep the socket
@@ -92,14 +92,16 @@ pub async fn canvas_socket(
         .into_response())
 }
 
-/// Refuses a browser page whose origin the CORS setting does not allow.
+/// Refuses a browser page whose origin the CORS setting does not allow; a page served by this
+/// server itself (the `Origin` names the `Host` the request went to) is same-origin and passes.
 fn check_origin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let allowed = origin
-        .to_str()
-        .is_ok_and(|origin| state.settings.http.cors.allows(origin));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let allowed = origin.to_str().is_ok_and(|origin| {
+        state.settings.http.cors.allows(origin) || is_same_origin(origin, host)
+    });
     if allowed {
         Ok(())
     } else {
@@ -110,6 +112,14 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
                     .to_owned(),
         })
     }
+}
+
+/// Whether `origin` (`scheme://authority`) names `host`, the authority the request went to.
+fn is_same_origin(origin: &str, host: Option<&str>) -> bool {
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    matches!((authority, host), (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host))
 }
 
 fn close_message(close: &Close) -> Message {

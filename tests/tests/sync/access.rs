@@ -76,6 +76,9 @@ async fn a_page_on_a_foreign_origin_cannot_open_a_socket() {
     let url = f.app.ws_url(f.canvas, f.owner.access_token());
     assert_eq!(upgrade_status_from(&url, "https://evil.example").await, 403);
     assert_eq!(upgrade_status_from(&url, "https://app.example").await, 101);
+    // A page the server itself served is same-origin.
+    let own = format!("http://{}", f.app.addr);
+    assert_eq!(upgrade_status_from(&url, &own).await, 101);
 }
 
 #[tokio::test]
