@@ -25,6 +25,7 @@ use crate::secret;
 use crate::state::AppState;
 use crate::users::db as users_db;
 use crate::users::model::normalize_email;
+use crate::validation::FieldErrors;
 use crate::workspaces::db as workspaces_db;
 use crate::workspaces::Workspace;
 
@@ -587,22 +588,27 @@ pub async fn create_invite_link(
     ApiPath(workspace_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<CreateInviteLink>,
 ) -> ApiResult<(StatusCode, ApiJson<CreatedInviteLink>)> {
+    let mut errors = FieldErrors::default();
     let role = match WorkspaceRole::parse(&body.role) {
-        Some(role @ (WorkspaceRole::Member | WorkspaceRole::Viewer)) => role,
-        _ => return Err(ApiError::invalid_field("role", "must be member or viewer")),
+        Some(role @ (WorkspaceRole::Member | WorkspaceRole::Viewer)) => Some(role),
+        _ => {
+            errors.push("role", "must be member or viewer");
+            None
+        }
     };
     if body
         .expires_in_secs
         .is_some_and(|s| !(60..=365 * 24 * 3600).contains(&s))
     {
-        return Err(ApiError::invalid_field(
-            "expires_in_secs",
-            "must be between 60 and 31536000",
-        ));
+        errors.push("expires_in_secs", "must be between 60 and 31536000");
     }
     if body.max_uses.is_some_and(|n| n < 1) {
-        return Err(ApiError::invalid_field("max_uses", "must be at least 1"));
+        errors.push("max_uses", "must be at least 1");
     }
+    errors.into_result()?;
+    let Some(role) = role else {
+        return Err(ApiError::invalid_field("role", "must be member or viewer"));
+    };
     let mut tx = state.db.begin().await?;
     require_workspace(&mut *tx, caller.id, workspace_id, WorkspaceRole::Admin).await?;
     let code = secret::generate();

@@ -634,3 +634,27 @@ async fn without_smtp_an_invitation_is_queued_and_its_token_still_works() {
         .await;
     assert_eq!(accepted.0, 200);
 }
+
+#[tokio::test]
+async fn an_invite_link_with_several_wrong_fields_names_them_all() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let (status, problem) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/invite-links"),
+            Some(owner.access_token()),
+            Some(json!({ "role": "owner", "expires_in_secs": 1, "max_uses": 0 })),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    let mut fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["expires_in_secs", "max_uses", "role"]);
+}
