@@ -61,13 +61,18 @@ impl From<PositionSpec> for Position {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TextRun {
+    /// The run's text.
     pub text: String,
+    /// Bold (default false).
     #[serde(default)]
     pub bold: bool,
+    /// Italic (default false).
     #[serde(default)]
     pub italic: bool,
+    /// Inline code (default false).
     #[serde(default)]
     pub code: bool,
+    /// Struck through (default false).
     #[serde(default)]
     pub strike: bool,
     /// An `http://`, `https://` or `mailto:` URL the run links to.
@@ -165,21 +170,31 @@ pub struct DeleteParams {
 /// A block row as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Block {
+    /// The block's id, its key in the document's `blocks` map.
     pub id: Uuid,
     pub canvas_id: Uuid,
+    /// The parent block; null at the top level.
     pub parent_id: Option<Uuid>,
+    /// `paragraph`, `heading`, `todo`, `bullet`, `numbered`, `quote`, `code`, `divider`,
+    /// `image`, or any other type a client wrote.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The fractional order key among its siblings (compared byte-wise, ties by id).
     pub order: String,
+    /// The plain text.
     pub text: String,
     /// The rich text as a delta: `[{"insert": "…", "attributes": {"bold": true}}]`.
     #[schema(value_type = Vec<Object>)]
     pub content: Value,
+    /// The block's properties (`level`, `checked`, `due_at`, `language`, `url`, …).
     #[schema(value_type = Object)]
     pub props: Value,
+    /// Counts the block's materialized changes; send it back (or `If-Match`) to write safely.
     pub version: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The last materialized change.
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Who made the last change through REST or a socket, when known.
     pub updated_by: Option<Uuid>,
 }
 

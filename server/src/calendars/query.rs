@@ -84,19 +84,29 @@ pub const MAX_VIEW_TASKS: i64 = 500;
 /// One occurrence in a view.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Instance {
+    /// The schedule this is an occurrence of.
     pub schedule_id: Uuid,
+    /// The schedule's calendar.
     pub calendar_id: Uuid,
     /// The occurrence's key: local original start, or a date for all-day schedules.
     pub original_start: String,
+    /// When it starts (after any exception's change).
     pub start: DateTime<Utc>,
+    /// When it ends, exclusive.
     pub end: DateTime<Utc>,
+    /// An all-day occurrence: `start` and `end` are midnights in the calendar's zone.
     pub all_day: bool,
     /// An exception changed this occurrence.
     pub is_exception: bool,
+    /// The schedule repeats (an `RRULE` or `RDATE`).
     pub recurring: bool,
+    /// The title, the exception's when it changed it.
     pub title: String,
+    /// The location, the exception's when it changed it.
     pub location: Option<String>,
+    /// `confirmed`, `tentative` or `cancelled`.
     pub status: String,
+    /// `opaque` (busy) or `transparent` (free).
     pub transparency: String,
     /// The caller is a guest of this schedule (not its organizer); it may be on a calendar
     /// they cannot otherwise read.

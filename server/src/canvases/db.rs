@@ -11,14 +11,20 @@ use crate::pagination::{PageRequest, Position};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Canvas {
+    /// The canvas's id (also the room name of its WebSocket, `/ws/canvas/{id}`).
     pub id: Uuid,
-    /// Null for a personal canvas.
+    /// The workspace it belongs to; null for a personal canvas.
     pub workspace_id: Option<Uuid>,
+    /// Who created it; the owner of a personal canvas.
     pub owner_id: Uuid,
+    /// The title, at most 500 characters; the document's `meta.title`.
     pub title: String,
+    /// An emoji or an image URL, at most 2,048 characters; the document's `meta.icon`.
     pub icon: Option<String>,
+    /// When it was archived; null while active.
     pub archived_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The last change of title, icon or archive state.
     pub updated_at: DateTime<Utc>,
 }
 

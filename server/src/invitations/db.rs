@@ -11,13 +11,21 @@ use crate::pagination::{PageRequest, Position};
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Invitation {
     pub id: Uuid,
+    /// The workspace it invites to; null for a canvas invitation.
     pub workspace_id: Option<Uuid>,
+    /// The canvas it invites to; null for a workspace invitation.
     pub canvas_id: Option<Uuid>,
     /// Name of the workspace or title of the canvas.
     pub target_name: String,
+    /// The account it is addressed to, when it was sent to a user (or to an email that has
+    /// an account).
     pub invitee_id: Option<Uuid>,
+    /// The email it was sent to, when it was sent by email.
     pub email: Option<String>,
+    /// The role it grants: `admin`, `member` or `viewer` (workspace), `editor`, `commenter` or
+    /// `viewer` (canvas).
     pub role: String,
+    /// Who sent it; null once that account is gone.
     pub invited_by: Option<Uuid>,
     /// `pending`, `accepted`, `declined`, `revoked` or `expired`.
     pub status: String,
@@ -25,6 +33,7 @@ pub struct Invitation {
     pub accepted_by: Option<Uuid>,
     /// When it was accepted or declined.
     pub responded_at: Option<DateTime<Utc>>,
+    /// After this it can no longer be accepted.
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }

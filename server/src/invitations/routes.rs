@@ -327,7 +327,9 @@ pub async fn list_canvas_invitations(
 
 /// The caller's pending invitations (addressed to the account or to its email).
 #[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", security(("bearer" = [])),
-    params(PageParams), responses((status = 200, body = Page<Invitation>)))]
+    params(PageParams), responses((status = 200, body = Page<Invitation>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad `limit` or `cursor`", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_my_invitations(
     State(state): State<AppState>,
     caller: AuthUser,

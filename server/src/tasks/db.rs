@@ -10,19 +10,25 @@ use uuid::Uuid;
 /// A todo block, with where it lives.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Task {
+    /// The canvas the todo block is in.
     pub canvas_id: Uuid,
+    /// That canvas's title.
     pub canvas_title: String,
     /// Null for a personal canvas.
     pub workspace_id: Option<Uuid>,
+    /// The todo block; check it off with `PATCH /api/v1/canvases/{canvas_id}/blocks/{block_id}`.
     pub block_id: Uuid,
     /// The block's version, for a version-checked `PATCH` that checks it off.
     pub version: i64,
+    /// The todo's plain text.
     pub text: String,
+    /// `props.checked`: done.
     pub checked: bool,
     /// `props.due_at` as written: an RFC 3339 instant or a date.
     pub due_at: Option<String>,
     /// The due time as an instant (a date is its UTC midnight); the list's order.
     pub due: Option<DateTime<Utc>>,
+    /// The block's last materialized change.
     pub updated_at: DateTime<Utc>,
 }
 

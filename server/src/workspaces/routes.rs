@@ -111,7 +111,9 @@ pub async fn create_workspace(
 
 /// The workspaces the caller belongs to.
 #[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])),
-    params(PageParams), responses((status = 200, body = Page<Workspace>)))]
+    params(PageParams), responses((status = 200, body = Page<Workspace>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad `limit` or `cursor`", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_workspaces(
     State(state): State<AppState>,
     caller: AuthUser,
