@@ -85,11 +85,15 @@ async fn an_interrupted_reindex_resumes_from_its_saved_position() {
 
     // Stopped (as by Ctrl-C: the future is dropped) once its first batch is saved.
     let (saved_tx, mut saved_rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+    // `biased`: the report is looked at before the run is polled again, so the run is dropped
+    // at its next await after the first save, never after a second one (a random branch
+    // order let it save twice first now and then).
     tokio::select! {
+        biased;
+        first = saved_rx.recv() => assert_eq!(first.unwrap().done, 3),
         finished = reindex::reindex(&f.pool, new_model.as_ref(), 3, |p| {
             let _ = saved_tx.send(p);
         }) => panic!("the run should have been stopped: {finished:?}"),
-        first = saved_rx.recv() => assert_eq!(first.unwrap().done, 3),
     }
     let status = reindex::status(&f.pool).await.unwrap();
     assert_eq!(status.reindex.len(), 1);
