@@ -244,25 +244,31 @@ pub async fn view_instances(
     // Without `calendar_ids`, schedules on others' calendars that the caller is a guest of
     // join the view; their calendars are materialized with the rest.
     let mut guest_schedule_ids = Vec::new();
+    let mut guest_calendars = Vec::new();
     if params.calendar_ids.is_none() {
         for guest in db::guest_schedules(&state.db, caller.id, MAX_VIEW_GUEST_SCHEDULES).await? {
             if shown.binary_search(&guest.calendar_id).is_err() {
                 guest_schedule_ids.push(guest.schedule_id);
+                if !calendars.contains_key(&guest.calendar_id) {
+                    guest_calendars.push(guest.calendar_id);
+                }
                 calendars
                     .entry(guest.calendar_id)
                     .or_insert_with(|| materialize::zone_of(&guest.time_zone));
             }
         }
     }
-    let to_cover: Vec<Uuid> = calendars.keys().copied().collect();
-    let incomplete = materialize::cover(
-        &state.db,
-        &to_cover,
-        &calendars,
-        params.time_min,
-        params.time_max,
-    )
-    .await?;
+    let (from, to) = (params.time_min, params.time_max);
+    let mut incomplete = materialize::cover(&state.db, &shown, &calendars, from, to).await?;
+    if !guest_calendars.is_empty() {
+        // Of the calendars the caller cannot read, only their own meetings may be named.
+        let guests = materialize::cover(&state.db, &guest_calendars, &calendars, from, to).await?;
+        incomplete.extend(
+            guests
+                .into_iter()
+                .filter(|id| guest_schedule_ids.contains(id)),
+        );
+    }
     let mut rows = db::view(
         &state.db,
         &db::ViewQuery {

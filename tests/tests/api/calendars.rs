@@ -737,6 +737,79 @@ async fn a_guest_sees_the_meeting_in_their_view_marked_with_their_rsvp() {
 }
 
 #[tokio::test]
+async fn a_guests_view_never_names_other_schedules_of_the_hosts_calendar() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let bob = app.sign_up("bob@example.org").await;
+    let ada_cal = calendar(&app, &ada, json!({ "name": "Ada" })).await;
+    let meeting = id_of(
+        &schedule(
+            &app,
+            &ada,
+            ada_cal,
+            json!({ "title": "1:1", "start": "2026-04-01T12:00:00Z", "end": "2026-04-01T13:00:00Z" }),
+        )
+        .await,
+    );
+    // A rule with more occurrences in the range than one materialization step holds.
+    let private = id_of(
+        &schedule(
+            &app,
+            &ada,
+            ada_cal,
+            json!({ "title": "Private", "start": "2026-04-01T00:00:00Z", "end": "2026-04-01T00:01:00Z",
+                    "recurrence": { "rrule": "FREQ=MINUTELY" } }),
+        )
+        .await,
+    );
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/schedules/{meeting}/guests"),
+            Some(ada.access_token()),
+            Some(json!({ "user_id": bob.user_id() })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let range = "time_min=2026-04-01T00:00:00Z&time_max=2026-04-08T00:00:00Z";
+    let (status, hosts) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/instances?{range}"),
+            Some(ada.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        hosts["incomplete_schedules"]
+            .to_string()
+            .contains(&private.to_string()),
+        "{}",
+        hosts["incomplete_schedules"]
+    );
+    let (status, guests) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/instances?{range}"),
+            Some(bob.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !guests.to_string().contains(&private.to_string()),
+        "{}",
+        guests["incomplete_schedules"]
+    );
+    assert!(guests["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["schedule_id"] == meeting.to_string()));
+}
+
+#[tokio::test]
 async fn free_busy_merges_overlapping_events_in_the_google_shape() {
     let app = app().await;
     let ada = app.sign_up("ada@example.org").await;
