@@ -4,12 +4,26 @@
 
 use std::time::Duration;
 
+use potentia_client::SyncClient;
 use potentia_sync::schema::{read_meta, set_meta, MetaPatch, MAX_TITLE_CHARS};
 use reqwest::Method;
 use serde_json::{json, Value};
 use yrs::Transact;
 
 use crate::support::{connected, fixture, Fixture, WAIT};
+
+/// A client's own edit of the document's meta, sent as any client edit is.
+fn write_meta(client: &SyncClient, title: String, icon: Option<Option<String>>) {
+    let doc = client.doc();
+    let mut txn = doc.transact_mut();
+    set_meta(
+        &mut txn,
+        MetaPatch {
+            title: Some(title),
+            icon,
+        },
+    );
+}
 
 async fn canvas_row(f: &Fixture) -> Value {
     let (status, canvas) = f
@@ -75,17 +89,7 @@ async fn a_rest_rename_reaches_connected_clients_through_the_document() {
 async fn a_clients_title_becomes_the_canvas_title_in_the_row_list_and_search() {
     let f = fixture().await;
     let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
-    {
-        let doc = client.doc();
-        let mut txn = doc.transact_mut();
-        set_meta(
-            &mut txn,
-            MetaPatch {
-                title: Some("Garden\u{0} notes".into()),
-                icon: Some(Some("🌱".into())),
-            },
-        );
-    }
+    write_meta(&client, "Garden\u{0} notes".into(), Some(Some("🌱".into())));
     let canvas = wait_title(&f, "Garden notes").await;
     assert_eq!(canvas["icon"], "🌱");
     let (_, list) = f
@@ -119,17 +123,7 @@ async fn an_overlong_client_title_is_cut_to_the_limit() {
     let f = fixture().await;
     let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
     let long = "y".repeat(MAX_TITLE_CHARS + 100);
-    {
-        let doc = client.doc();
-        let mut txn = doc.transact_mut();
-        set_meta(
-            &mut txn,
-            MetaPatch {
-                title: Some(long.clone()),
-                icon: None,
-            },
-        );
-    }
+    write_meta(&client, long.clone(), None);
     let canvas = wait_title(&f, &long[..MAX_TITLE_CHARS]).await;
     assert_eq!(canvas["icon"], Value::Null);
 }
@@ -138,17 +132,7 @@ async fn an_overlong_client_title_is_cut_to_the_limit() {
 async fn a_duplicate_keeps_its_own_title_after_its_document_is_materialized() {
     let f = fixture().await;
     let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
-    {
-        let doc = client.doc();
-        let mut txn = doc.transact_mut();
-        set_meta(
-            &mut txn,
-            MetaPatch {
-                title: Some("Original".into()),
-                icon: None,
-            },
-        );
-    }
+    write_meta(&client, "Original".into(), None);
     wait_title(&f, "Original").await;
     let (status, copy) = f
         .app
