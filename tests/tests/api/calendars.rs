@@ -242,8 +242,12 @@ async fn a_view_past_the_horizon_materializes_the_missing_instances_first() {
     )
     .await;
     let id = id_of(&write);
-    let far = Utc::now() + Duration::days(3 * 365);
-    let from = far.format("%Y-%m-%dT00:00:00Z").to_string();
+    // Four whole weeks from a midnight: exactly four weekly occurrences, whatever today is.
+    let far = (Utc::now() + Duration::days(3 * 365))
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let from = far.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let end = far + Duration::days(28);
     let to = end.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let items = view(&app, &ada, &from, &to).await;
