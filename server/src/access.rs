@@ -71,6 +71,25 @@ impl WorkspaceRole {
     }
 }
 
+/// Any role a person holds on a workspace or a canvas, as member lists, permissions and
+/// invitations name it: the workspace roles and the canvas roles together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnyRole {
+    /// Owns the workspace, or created the canvas.
+    Owner,
+    /// Workspace admin.
+    Admin,
+    /// Workspace member: may create and edit canvases.
+    Member,
+    /// Canvas editor.
+    Editor,
+    /// Canvas commenter.
+    Commenter,
+    /// Reads only (a workspace or a canvas role).
+    Viewer,
+}
+
 /// Roles given directly on one canvas (its owner is `canvases.owner_id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

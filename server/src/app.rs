@@ -36,9 +36,10 @@ const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the rooms get to close their sockets at shutdown.
 const ROOMS_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Every route of the API and its OpenAPI document, built from the same registrations.
-pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every route of the API and its OpenAPI document (as JSON), built from the same
+/// registrations.
+pub fn routes() -> (Router<AppState>, serde_json::Value) {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
@@ -203,19 +204,20 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(calendars::query::view_instances))
         .routes(routes!(calendars::query::free_busy))
-        .split_for_parts()
+        .split_for_parts();
+    (router, crate::openapi::complete(openapi))
 }
 
 /// The complete application: routes, the OpenAPI document, fallback and middleware.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = routes();
-    let openapi = Arc::new(openapi);
+    let openapi = axum::body::Bytes::from(openapi.to_string());
     let settings = &state.settings;
     api.route(
         "/api/v1/openapi.json",
         get(move || {
-            let openapi = Arc::clone(&openapi);
-            async move { axum::Json(openapi.as_ref().clone()) }
+            let openapi = openapi.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }
         }),
     )
     .fallback(route_not_found)

@@ -20,6 +20,7 @@ const AI_RETRY_AFTER_SECS: u64 = 5;
 pub struct FieldError {
     /// Path of the field in the request body (`email`, `preferences.theme`) or the parameter name.
     pub field: String,
+    /// What is wrong with the field, in words for the person who typed it.
     pub message: String,
 }
 
@@ -38,11 +39,15 @@ pub struct Problem {
     /// A URI naming the problem type; `about:blank` plus `code` for most.
     #[serde(rename = "type")]
     pub type_uri: String,
+    /// Short summary of the problem type, the HTTP reason phrase.
     pub title: String,
+    /// The HTTP status code, repeated.
     pub status: u16,
+    /// What went wrong in this request, in plain words.
     pub detail: String,
     /// Stable machine-readable code, e.g. `validation_failed`, `invalid_token`.
     pub code: String,
+    /// For `validation_failed`: every invalid field, not only the first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// The request id, also sent as the `x-request-id` header.

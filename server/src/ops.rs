@@ -15,9 +15,25 @@ use crate::state::AppState;
 /// How long one dependency may take to answer a readiness probe.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What `/health` reports: a process that answers is up.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+}
+
+/// What `/ready` reports when it answers 200.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyStatus {
+    Ready,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    pub status: &'static str,
+    /// Always `ok` while the process runs.
+    pub status: HealthStatus,
+    /// The server's version.
     pub version: &'static str,
 }
 
@@ -25,21 +41,25 @@ pub struct Health {
 #[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health)))]
 pub async fn health() -> axum::Json<Health> {
     axum::Json(Health {
-        status: "ok",
+        status: HealthStatus::Ok,
         version: env!("CARGO_PKG_VERSION"),
     })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
+    /// Whether the dependency answered in time.
     pub ok: bool,
+    /// What went wrong, when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    pub status: &'static str,
+    /// `ready`: every check passed (a failed check answers 503 instead).
+    pub status: ReadyStatus,
+    /// One check per dependency: `postgres`, and `redis` when configured.
     pub checks: BTreeMap<&'static str, Check>,
 }
 
@@ -64,7 +84,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .collect();
     if failed.is_empty() {
         return axum::Json(Readiness {
-            status: "ready",
+            status: ReadyStatus::Ready,
             checks,
         })
         .into_response();

@@ -532,6 +532,18 @@ pub struct AuditRow {
     pub request_id: Option<String>,
 }
 
+/// The `errors[].field` of a problem, sorted: which fields a 422 named, in any order.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    let mut fields: Vec<String> = problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors[] in {problem}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    fields.sort_unstable();
+    fields
+}
+
 /// Asserts a problem+json response and returns its body.
 pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status().as_u16(), status, "unexpected status");

@@ -25,16 +25,23 @@ pub const MAX_PROMPT_CHARS: usize = 8000;
 /// Roles one workspace may define.
 pub const MAX_ROLES: usize = 50;
 
+/// A domain role the assistant's specialist can take to answer a message.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoleOut {
+    /// The role's id.
     pub id: Uuid,
-    /// Null for a built-in role.
+    /// The workspace that defined the role; null for a built-in role (which cannot be changed).
     pub workspace_id: Option<Uuid>,
+    /// The role's name, 1 to 100 characters, unique within its workspace; answers name it in
+    /// their `domain_role`.
     pub name: String,
-    /// What the role is for; messages are matched against it.
+    /// What the role is for, 1 to 1,000 characters; messages are matched against it.
     pub description: String,
+    /// The instructions the specialist follows in this role, 1 to 8,000 characters.
     pub prompt: String,
+    /// When the role was created.
     pub created_at: DateTime<Utc>,
+    /// When the role was last replaced (its creation time if never).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -52,11 +59,22 @@ impl From<Role> for RoleOut {
     }
 }
 
+/// A workspace role to add, or the new content of one. Text is trimmed and must not contain
+/// control characters other than newlines and tabs.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "chef",
+    "description": "Cooking: recipes, techniques, ingredients and menus.",
+    "prompt": "Act as a chef. Suggest one recipe and explain each step."
+}))]
 pub struct RoleBody {
+    /// The role's name, 1 to 100 characters; unique among the workspace's roles (409 otherwise).
     pub name: String,
+    /// What the role is for, 1 to 1,000 characters; messages are matched against it to choose
+    /// the role.
     pub description: String,
+    /// The instructions the specialist follows in this role, 1 to 8,000 characters.
     pub prompt: String,
 }
 
@@ -83,7 +101,8 @@ fn name_taken() -> ApiError {
 /// The built-in roles and the workspace's own (any member).
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/ai-roles", tag = "conversations", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)),
-    responses((status = 200, body = Vec<RoleOut>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The built-in roles first, then the workspace's own, each by name", body = Vec<RoleOut>),
+              (status = 404, description = "No such workspace, or the caller is not a member", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_roles(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -97,9 +116,10 @@ pub async fn list_roles(
 /// Adds a domain role to the workspace (admins).
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/ai-roles", tag = "conversations", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = RoleBody,
-    responses((status = 201, body = RoleOut), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The role was added", body = RoleOut),
+              (status = 403, description = "The caller is a member but not an admin of the workspace", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such workspace, or the caller is not a member", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "The workspace already has a role of that name (`role_name_taken`), or already defines 50 roles (`too_many_roles`)", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_role(
     State(state): State<AppState>,
@@ -135,9 +155,10 @@ pub async fn create_role(
 /// Replaces a workspace role (admins).
 #[utoipa::path(put, path = "/api/v1/workspaces/{workspace_id}/ai-roles/{role_id}", tag = "conversations", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ("role_id" = Uuid, Path)), request_body = RoleBody,
-    responses((status = 200, body = RoleOut), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The role as replaced", body = RoleOut),
+              (status = 403, description = "The caller is a member but not an admin of the workspace", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such workspace or caller not a member, or no such role in this workspace (built-in roles cannot be changed)", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "Another role of the workspace has that name (`role_name_taken`)", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn replace_role(
     State(state): State<AppState>,
@@ -168,8 +189,9 @@ pub async fn replace_role(
 /// Deletes a workspace role (admins).
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}/ai-roles/{role_id}", tag = "conversations", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ("role_id" = Uuid, Path)),
-    responses((status = 204, description = "Deleted"), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "The role was deleted"),
+              (status = 403, description = "The caller is a member but not an admin of the workspace", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such workspace or caller not a member, or no such role in this workspace (built-in roles cannot be deleted)", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_role(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -21,10 +21,13 @@ use crate::validation::FieldErrors;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.org", "password": "correct horse battery staple", "name": "Ada Lovelace", "timezone": "Europe/London", "locale": "en-GB"}))]
 pub struct SignUpRequest {
+    /// Sign-in address, unique across accounts (compared case-insensitively).
     pub email: String,
     /// 8 to 256 characters.
     pub password: String,
+    /// Display name, up to 200 characters.
     pub name: Option<String>,
     /// IANA zone; defaults to UTC.
     pub timezone: Option<String>,
@@ -34,19 +37,25 @@ pub struct SignUpRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.org", "password": "correct horse battery staple"}))]
 pub struct SignInRequest {
+    /// The address the account signed up with.
     pub email: String,
+    /// The account's password.
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "q3Jx9Wm0bT7uYc2dKf8LrZs5nA1vHeP4oGiX6tBwQyE"}))]
 pub struct RefreshRequest {
+    /// The refresh token of the last session answer; it rotates on each use.
     pub refresh_token: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "q3Jx9Wm0bT7uYc2dKf8LrZs5nA1vHeP4oGiX6tBwQyE"}))]
 pub struct SignOutRequest {
     /// Revokes this token's family (this device's session).
     pub refresh_token: Option<String>,
@@ -58,13 +67,17 @@ pub struct SignOutRequest {
 /// Tokens for a signed-in session.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Session {
+    /// A JWT to send as `Authorization: Bearer …`.
     pub access_token: String,
     /// Always `bearer`.
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Single-use token for `POST /auth/refresh`; a second use outside the grace window revokes the session.
     pub refresh_token: String,
+    /// When the refresh token stops working; sign in again after it.
     pub refresh_token_expires_at: DateTime<Utc>,
+    /// The signed-in user's profile.
     pub user: User,
 }
 
@@ -98,7 +111,7 @@ fn check_password_rules(password: &str) -> Result<(), FieldError> {
     post, path = "/api/v1/auth/signup", tag = "auth",
     request_body = SignUpRequest,
     responses(
-        (status = 201, body = Session),
+        (status = 201, description = "The account, signed in", body = Session),
         (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -171,7 +184,7 @@ pub async fn sign_up(
     post, path = "/api/v1/auth/signin", tag = "auth",
     request_body = SignInRequest,
     responses(
-        (status = 200, body = Session),
+        (status = 200, description = "A new session", body = Session),
         (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
@@ -223,7 +236,7 @@ pub async fn sign_in(
     post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 200, body = Session),
+        (status = 200, description = "A new session: a new access token and the next refresh token", body = Session),
         (status = 401, description = "Unknown (`invalid_refresh_token`), expired (`refresh_token_expired`), revoked by a sign-out (`refresh_token_revoked`) or reused after the grace window (`refresh_token_reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )

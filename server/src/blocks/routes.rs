@@ -84,6 +84,7 @@ pub const MAX_RUNS: usize = 1_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"type": "todo", "markdown": "Book the **venue**", "props": {"checked": false, "due_at": "2026-12-10"}, "position": "last"}))]
 pub struct CreateBlock {
     /// `paragraph`, `heading`, `todo`, `bullet`, `numbered`, `quote`, `code`, `divider`, … (any
     /// type is kept).
@@ -112,7 +113,9 @@ pub struct CreateBlock {
 /// Absent fields stay. `props` is merged: a `null` value removes that property.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"props": {"checked": true}, "version": 3}))]
 pub struct PatchBlock {
+    /// A new type, 1 to 64 characters; the props are checked against it.
     #[serde(rename = "type")]
     pub kind: Option<String>,
     /// Replaces the plain text by its smallest edit (formatting outside it survives). Give at
@@ -132,15 +135,19 @@ pub struct PatchBlock {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"parent_id": null, "position": {"after": "0192f4a8-7c1e-7d3a-9b52-3f1c2a4d5e70"}, "version": 4}))]
 pub struct MoveBlock {
     /// The new parent; `null` for the top level.
     pub parent_id: Option<Uuid>,
+    /// Where among the new parent's children it goes.
     pub position: PositionSpec,
+    /// The version the move is based on (or send `If-Match`); a stale one is a 409.
     pub version: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"parent_id": null, "block_ids": ["0192f4a8-7c1e-7d3a-9b52-3f1c2a4d5e70", "0192f4a8-7c1e-7d3a-9b52-3f1c2a4d5e71"], "position": "first"}))]
 pub struct ReorderBlocks {
     /// The parent whose children these become; `null` for the top level.
     pub parent_id: Option<Uuid>,
@@ -157,6 +164,7 @@ pub struct ListBlocks {
     pub under: Option<Uuid>,
     /// 1–500, default 100.
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -172,6 +180,7 @@ pub struct DeleteParams {
 pub struct Block {
     /// The block's id, its key in the document's `blocks` map.
     pub id: Uuid,
+    /// The canvas it belongs to.
     pub canvas_id: Uuid,
     /// The parent block; null at the top level.
     pub parent_id: Option<Uuid>,
@@ -191,6 +200,7 @@ pub struct Block {
     pub props: Value,
     /// Counts the block's materialized changes; send it back (or `If-Match`) to write safely.
     pub version: i64,
+    /// When it was first materialized.
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// The last materialized change.
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -220,15 +230,21 @@ impl From<BlockRecord> for Block {
 /// A canvas for readers and exports: its meta and every block in document order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CanvasSnapshot {
+    /// The canvas's id.
     pub canvas_id: Uuid,
+    /// The canvas's title.
     pub title: String,
+    /// The canvas's icon; null when it has none.
     pub icon: Option<String>,
+    /// Its workspace; null for a personal canvas.
     pub workspace_id: Option<Uuid>,
+    /// Every block, parents before children, siblings in order.
     pub blocks: Vec<Block>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Reordered {
+    /// The blocks moved, in their new order.
     pub block_ids: Vec<Uuid>,
 }
 
@@ -382,7 +398,7 @@ async fn audit_write(
 /// The canvas's blocks in document order (depth-first, siblings by order key), a page at a time.
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/blocks", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path), ListBlocks),
-    responses((status = 200, body = Page<Block>), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "One page of blocks, parents before children, siblings in order", body = Page<Block>), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_blocks(
     State(state): State<AppState>,
@@ -428,7 +444,7 @@ pub async fn list_blocks(
 /// One block, with its version as the `ETag`.
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/blocks/{block_id}", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path), ("block_id" = Uuid, Path)),
-    responses((status = 200, body = Block), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The block", body = Block), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_block(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -444,7 +460,7 @@ pub async fn get_block(
 /// Creates a block at a position (default: last under its parent), through the document.
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/blocks", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)), request_body = CreateBlock,
-    responses((status = 201, body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The new block, as materialized", body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_block(
@@ -492,7 +508,7 @@ pub async fn create_block(
 /// Changes a block's type, text or props, through the document.
 #[utoipa::path(patch, path = "/api/v1/canvases/{canvas_id}/blocks/{block_id}", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path), ("block_id" = Uuid, Path)), request_body = PatchBlock,
-    responses((status = 200, body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The block as changed, with its new version", body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, description = "stale version; `current` holds the block", content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -558,7 +574,7 @@ pub async fn patch_block(
 /// parent change.
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/blocks/{block_id}/move", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path), ("block_id" = Uuid, Path)), request_body = MoveBlock,
-    responses((status = 200, body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The block at its new place, with its new version", body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -598,7 +614,7 @@ pub async fn move_block(
 /// Deletes a block and its subtree, through the document.
 #[utoipa::path(delete, path = "/api/v1/canvases/{canvas_id}/blocks/{block_id}", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path), ("block_id" = Uuid, Path), DeleteParams),
-    responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 204, description = "Deleted, with its children"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_block(
@@ -634,7 +650,7 @@ pub async fn delete_block(
 /// Puts several blocks next to each other, in the given order, under a parent.
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/blocks/reorder", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)), request_body = ReorderBlocks,
-    responses((status = 200, body = Reordered), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The blocks in their new order", body = Reordered), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn reorder_blocks(
@@ -677,7 +693,7 @@ pub async fn reorder_blocks(
 /// and exports).
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/snapshot", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)),
-    responses((status = 200, body = CanvasSnapshot), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The canvas's meta and every block in document order", body = CanvasSnapshot), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_snapshot(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -759,7 +775,7 @@ pub async fn export_markdown(
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/markdown", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path), ImportParams),
     request_body(content = String, content_type = "text/markdown"),
-    responses((status = 201, body = Imported), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The blocks the Markdown became", body = Imported), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),

@@ -13,14 +13,16 @@ use potentia_calendar::ical::{self, Attendee, Event, EventEnd, Organizer, Recurr
 use potentia_calendar::recurrence::{Occurrence, OriginalStart, SeriesStart};
 use potentia_calendar::schedule::{original_start_text, Series, Timing};
 use potentia_calendar::timezone::resolve_local;
-use serde::Serialize;
+use potentia_calendar::CalendarError;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::db::{self, ExceptionRecord, NewGuest, ScheduleFields, ScheduleRecord};
 use super::routes::feed_hash;
 use super::schedules::{
-    MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS, MAX_REMINDERS, MAX_REMINDER_MINUTES, MAX_TITLE_CHARS,
+    RsvpStatus, ScheduleStatus, TimeTransparency, MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS,
+    MAX_REMINDERS, MAX_REMINDER_MINUTES, MAX_TITLE_CHARS,
 };
 use super::{calendar_error, materialize};
 use crate::access::{require_calendar, CalendarRole};
@@ -55,51 +57,55 @@ fn imported_reminders(minutes: &[u32]) -> Vec<i32> {
 
 fn status_text(status: Option<EventStatus>) -> &'static str {
     match status {
-        Some(EventStatus::Tentative) => "tentative",
-        Some(EventStatus::Cancelled) => "cancelled",
-        Some(EventStatus::Confirmed) | None => "confirmed",
+        Some(EventStatus::Tentative) => ScheduleStatus::Tentative,
+        Some(EventStatus::Cancelled) => ScheduleStatus::Cancelled,
+        Some(EventStatus::Confirmed) | None => ScheduleStatus::Confirmed,
     }
+    .as_str()
 }
 
 fn status_of(text: &str) -> EventStatus {
-    match text {
-        "tentative" => EventStatus::Tentative,
-        "cancelled" => EventStatus::Cancelled,
-        _ => EventStatus::Confirmed,
+    match ScheduleStatus::parse(text) {
+        Some(ScheduleStatus::Tentative) => EventStatus::Tentative,
+        Some(ScheduleStatus::Cancelled) => EventStatus::Cancelled,
+        Some(ScheduleStatus::Confirmed) | None => EventStatus::Confirmed,
     }
 }
 
 fn transparency_of(text: &str) -> Transparency {
-    if text == "transparent" {
-        Transparency::Transparent
-    } else {
-        Transparency::Opaque
+    match TimeTransparency::parse(text) {
+        Some(TimeTransparency::Transparent) => Transparency::Transparent,
+        Some(TimeTransparency::Opaque) | None => Transparency::Opaque,
     }
 }
 
 fn transparency_text(value: Transparency) -> &'static str {
     match value {
-        Transparency::Opaque => "opaque",
-        Transparency::Transparent => "transparent",
+        Transparency::Opaque => TimeTransparency::Opaque,
+        Transparency::Transparent => TimeTransparency::Transparent,
     }
+    .as_str()
 }
 
 fn participation_of(rsvp: &str) -> ParticipationStatus {
-    match rsvp {
-        "accepted" => ParticipationStatus::Accepted,
-        "tentative" => ParticipationStatus::Tentative,
-        "declined" => ParticipationStatus::Declined,
-        _ => ParticipationStatus::NeedsAction,
+    match RsvpStatus::parse(rsvp) {
+        Some(RsvpStatus::Accepted) => ParticipationStatus::Accepted,
+        Some(RsvpStatus::Tentative) => ParticipationStatus::Tentative,
+        Some(RsvpStatus::Declined) => ParticipationStatus::Declined,
+        Some(RsvpStatus::NeedsAction) | None => ParticipationStatus::NeedsAction,
     }
 }
 
 fn rsvp_of(status: ParticipationStatus) -> &'static str {
     match status {
-        ParticipationStatus::Accepted => "accepted",
-        ParticipationStatus::Tentative => "tentative",
-        ParticipationStatus::Declined => "declined",
-        ParticipationStatus::NeedsAction | ParticipationStatus::Delegated => "needs_action",
+        ParticipationStatus::Accepted => RsvpStatus::Accepted,
+        ParticipationStatus::Tentative => RsvpStatus::Tentative,
+        ParticipationStatus::Declined => RsvpStatus::Declined,
+        ParticipationStatus::NeedsAction | ParticipationStatus::Delegated => {
+            RsvpStatus::NeedsAction
+        }
     }
+    .as_str()
 }
 
 /// `SeriesStart` of an instant in a zone.
@@ -272,12 +278,15 @@ pub async fn export_calendar(state: &AppState, calendar_id: Uuid) -> Result<Stri
     Ok(ical::export(&feed, Utc::now()))
 }
 
-/// The calendar's `.ics` feed. No bearer token: the secret in the URL is the credential
-/// (`…/calendar-feeds/{token}.ics`, from `POST /calendars/{id}/feed-token`).
+/// The calendar's `.ics` feed, read with its secret URL.
+///
+/// No bearer token: the secret in the URL is the credential (`…/calendar-feeds/{token}.ics`,
+/// from `POST /calendars/{id}/feed-token`).
 #[utoipa::path(get, path = "/api/v1/calendar-feeds/{token}", tag = "calendars",
     params(("token" = String, Path, description = "The feed secret, optionally followed by `.ics`")),
-    responses((status = 200, description = "iCalendar feed", content_type = "text/calendar"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The whole calendar as iCalendar text (at most 20000 schedules, with their exceptions and guests)", content_type = "text/calendar"),
+              (status = 400, description = "The token is not valid UTF-8 once percent-decoded (`invalid_path_parameter`)", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No calendar has this feed secret: the feed is off, or the secret was rotated", body = Problem, content_type = "application/problem+json")))]
 pub async fn calendar_feed(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
@@ -297,23 +306,67 @@ pub async fn calendar_feed(
         .into_response())
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SkippedImport {
-    pub line: usize,
-    pub uid: Option<String>,
-    pub reason: String,
+/// Why an event of an imported file was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportSkipReason {
+    /// An `RRULE`, `RDATE`, `EXDATE` or `DTSTART` that is malformed or inconsistent.
+    InvalidRecurrence,
+    /// A time zone name that is not an IANA zone.
+    UnknownTimeZone,
+    /// A `TZID` that names no recognisable zone (custom `VTIMEZONE` rules are not read).
+    UnrecognizedTzid,
+    /// The event cannot be read: a missing `UID` or `DTSTART`, a malformed value, or a
+    /// duplicate of an event with the same `UID` and a higher or equal `SEQUENCE`.
+    InvalidIcalendar,
+    /// Over one of the import limits (a whole file over one is refused with a 400 instead).
+    IcalendarLimitExceeded,
+    /// An exception (`RECURRENCE-ID`) whose series is not in the file, or was skipped itself.
+    SeriesNotInFile,
+    /// An exception (`RECURRENCE-ID`) naming no occurrence of its series.
+    NotAnOccurrence,
 }
 
+impl ImportSkipReason {
+    fn of(error: &CalendarError) -> Self {
+        match error {
+            CalendarError::InvalidRecurrence { .. } => Self::InvalidRecurrence,
+            CalendarError::UnknownTimeZone { .. } => Self::UnknownTimeZone,
+            CalendarError::UnrecognizedTzid { .. } => Self::UnrecognizedTzid,
+            CalendarError::InvalidIcal { .. } => Self::InvalidIcalendar,
+            CalendarError::IcalLimitExceeded { .. } => Self::IcalendarLimitExceeded,
+        }
+    }
+}
+
+/// An event of the file that was not imported.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkippedImport {
+    /// The line of the event's `BEGIN:VEVENT` (1-based); 0 when it was left out after reading
+    /// (its series or occurrence did not fit).
+    pub line: usize,
+    /// The event's `UID`; null when it had none.
+    pub uid: Option<String>,
+    /// Why it was left out.
+    pub reason: ImportSkipReason,
+    /// The same in words for the user, naming the property or value at fault.
+    pub detail: String,
+}
+
+/// What an import did.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImportResult {
     /// Schedules created.
     pub created: usize,
-    /// Schedules replaced (same UID already in the calendar).
+    /// Schedules replaced (same UID already in the calendar); their earlier exceptions are
+    /// dropped.
     pub updated: usize,
     /// Exceptions (`RECURRENCE-ID` events) stored.
     pub exceptions: usize,
     /// Events left out, with why.
     pub skipped: Vec<SkippedImport>,
+    /// Ignored lines and other things worth telling the user, as `line 12: …` or `UID …: …`;
+    /// at most 100 from reading the file.
     pub warnings: Vec<String>,
 }
 
@@ -364,16 +417,22 @@ fn timing_of_event(event: &Event, placement: Tz) -> Result<Timing, String> {
     }
 }
 
-/// Imports an `.ics` file (`Content-Type: text/calendar`) into the calendar (editor): each
-/// `VEVENT` becomes a schedule (one with a UID already in the calendar is replaced), events
-/// with `RECURRENCE-ID` become exceptions of their series. Floating times are read in the
-/// calendar's zone.
+/// Imports an `.ics` file into the calendar (editor).
+///
+/// Send the file as the body with `Content-Type: text/calendar`. Each `VEVENT` becomes a
+/// schedule (one with a UID already in the calendar is replaced), events with
+/// `RECURRENCE-ID` become exceptions of their series. Floating times are read in the
+/// calendar's zone. Events that cannot be imported are listed in `skipped`; the rest are
+/// imported.
 #[utoipa::path(post, path = "/api/v1/calendars/{calendar_id}/import", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)),
-    request_body(content = String, content_type = "text/calendar"),
-    responses((status = 200, body = ImportResult), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 415, body = Problem, content_type = "application/problem+json")))]
+    request_body(content = String, content_type = "text/calendar", description = "The iCalendar file"),
+    responses((status = 200, description = "What was created, replaced and skipped", body = ImportResult),
+              (status = 400, description = "The body is not iCalendar, or is over an import limit (`invalid_icalendar`, `icalendar_limit_exceeded`)", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "The caller's role on the calendar is below editor", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"),
+              (status = 413, description = "The file is over the server's body limit (`POTENTIA_BODY_LIMIT_BYTES`, 1 MiB by default)", body = Problem, content_type = "application/problem+json"),
+              (status = 415, description = "The `Content-Type` is not `text/calendar`", body = Problem, content_type = "application/problem+json")))]
 pub async fn import_calendar(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -413,7 +472,8 @@ pub async fn import_calendar(
             .map(|s| SkippedImport {
                 line: s.line,
                 uid: s.uid.clone(),
-                reason: s.reason.to_string(),
+                reason: ImportSkipReason::of(&s.reason),
+                detail: s.reason.to_string(),
             })
             .collect(),
         warnings: report
@@ -432,11 +492,12 @@ pub async fn import_calendar(
     {
         let timing = match timing_of_event(event, placement) {
             Ok(timing) => timing,
-            Err(reason) => {
+            Err(detail) => {
                 result.skipped.push(SkippedImport {
                     line: 0,
                     uid: Some(event.uid.clone()),
-                    reason,
+                    reason: ImportSkipReason::InvalidIcalendar,
+                    detail,
                 });
                 continue;
             }
@@ -451,7 +512,8 @@ pub async fn import_calendar(
                 result.skipped.push(SkippedImport {
                     line: 0,
                     uid: Some(event.uid.clone()),
-                    reason: err.to_string(),
+                    reason: ImportSkipReason::of(&err),
+                    detail: err.to_string(),
                 });
                 continue;
             }
@@ -556,7 +618,8 @@ pub async fn import_calendar(
             result.skipped.push(SkippedImport {
                 line: 0,
                 uid: Some(event.uid.clone()),
-                reason: "an exception (RECURRENCE-ID) whose series is not in the file".into(),
+                reason: ImportSkipReason::SeriesNotInFile,
+                detail: "an exception (RECURRENCE-ID) whose series is not in the file".into(),
             });
             continue;
         };
@@ -569,7 +632,8 @@ pub async fn import_calendar(
             result.skipped.push(SkippedImport {
                 line: 0,
                 uid: Some(event.uid.clone()),
-                reason: format!(
+                reason: ImportSkipReason::NotAnOccurrence,
+                detail: format!(
                     "RECURRENCE-ID {} is not an occurrence of its series",
                     original_start_text(original, master.all_day)
                 ),

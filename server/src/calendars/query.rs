@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::cache::Lookup;
 use super::db::{self, ViewRow};
 use super::materialize;
+use super::schedules::{RsvpStatus, ScheduleStatus, TimeTransparency};
 use crate::access::{calendar_access, combine_calendar_role, CalendarRole};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -65,6 +66,7 @@ pub struct ViewParams {
     pub calendar_ids: Option<String>,
     /// Instances per page, 1–2000 (default 500).
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page, with the same range and calendars.
     pub cursor: Option<String>,
     /// `tasks`: also the open todo blocks due in the range (first page only), in `tasks`.
     pub include: Option<ViewInclude>,
@@ -104,15 +106,18 @@ pub struct Instance {
     pub title: String,
     /// The location, the exception's when it changed it.
     pub location: Option<String>,
-    /// `confirmed`, `tentative` or `cancelled`.
+    /// Whether it takes place: the exception's status when it changed it, else the series'.
+    #[schema(value_type = ScheduleStatus)]
     pub status: String,
-    /// `opaque` (busy) or `transparent` (free).
+    /// Whether its time is busy: the exception's transparency when it changed it, else the
+    /// series'.
+    #[schema(value_type = TimeTransparency)]
     pub transparency: String,
     /// The caller is a guest of this schedule (not its organizer); it may be on a calendar
     /// they cannot otherwise read.
     pub as_guest: bool,
-    /// The caller's answer as a guest or organizer: `needs_action`, `accepted`, `tentative`
-    /// or `declined`; absent when the caller is neither.
+    /// The caller's answer as a guest or organizer; null when the caller is neither.
+    #[schema(value_type = Option<RsvpStatus>)]
     pub rsvp: Option<String>,
 }
 
@@ -137,10 +142,12 @@ impl From<ViewRow> for Instance {
     }
 }
 
+/// One page of a view.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InstancePage {
     /// Occurrences overlapping the range, by start.
     pub items: Vec<Instance>,
+    /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
     /// Schedules with more occurrences in the range than one expansion step holds (a
     /// sub-daily rule, say): their list is complete only up to a point; ask again later.
@@ -203,13 +210,16 @@ async fn readable(
         .collect())
 }
 
-/// Occurrences in a range across calendars the caller can read (viewer or more), and of the
-/// schedules on other calendars the caller is a guest of (unless declined; `as_guest` and
-/// `rsvp` mark them), in one call. Instances past the materialized span are materialized first.
+/// Occurrences in a range across the caller's calendars and invitations.
+///
+/// Covers the calendars the caller can read (viewer or more), and the schedules on other
+/// calendars the caller is a guest of (unless declined; `as_guest` and `rsvp` mark them), in
+/// one call. Instances past the materialized span are materialized first.
 #[utoipa::path(get, path = "/api/v1/instances", tag = "schedules", security(("bearer" = [])),
     params(ViewParams),
-    responses((status = 200, body = InstancePage), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of the occurrences overlapping the range, by start; with `include=tasks`, the first page also carries the open tasks due in it", body = InstancePage),
+              (status = 404, description = "`calendar_ids` names a calendar the caller cannot read (no role, or only free/busy)", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "An empty range or one over 400 days, a `limit` outside 1–2000, a malformed `cursor`, or a `calendar_ids` entry that is not a UUID", body = Problem, content_type = "application/problem+json")))]
 pub async fn view_instances(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -314,33 +324,63 @@ pub async fn view_instances(
     }))
 }
 
-/// A free/busy query, as Google's `freeBusy.query` in snake_case.
+/// A free/busy query, as Google's `freeBusy.query` in snake_case. At most 50 calendars and
+/// users together.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "time_min": "2026-03-02T00:00:00Z",
+    "time_max": "2026-03-09T00:00:00Z",
+    "calendar_ids": ["0196f1d2-6a10-7c55-8e21-3f4a5b6c7d8e"],
+    "user_ids": ["0196f1d2-7c3a-7b10-9e4f-2a6b8c0d1e2f"]
+}))]
 pub struct FreeBusyQuery {
+    /// Start of the range (RFC 3339).
     pub time_min: DateTime<Utc>,
-    /// Exclusive; at most 400 days after `time_min`.
+    /// End of the range, exclusive; after `time_min` and at most 400 days after it.
     pub time_max: DateTime<Utc>,
-    /// Calendars to ask about (free/busy role or more).
+    /// Calendars to ask about (free/busy role or more). Default none.
     #[serde(default)]
     pub calendar_ids: Vec<Uuid>,
     /// People to ask about: yourself or someone sharing a workspace with you. Their busy time
-    /// is their personal calendars plus the schedules they are a guest of.
+    /// is their personal calendars plus the schedules they are a guest of. Default none.
     #[serde(default)]
     pub user_ids: Vec<Uuid>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FreeBusyError {
-    /// `not_found`: no such calendar or person, or not visible to the caller.
-    pub reason: String,
+/// Why a calendar or person of a free/busy query has no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FreeBusyErrorReason {
+    /// No such calendar or person, or not visible to the caller (a calendar without at least
+    /// the free/busy role, a person sharing no workspace with the caller).
+    NotFound,
 }
 
+/// Why one entry of a free/busy answer is empty.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FreeBusyError {
+    /// What went wrong.
+    pub reason: FreeBusyErrorReason,
+}
+
+/// One merged busy interval, `[start, end)`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BusyInterval {
+    /// When the busy time starts (RFC 3339, UTC).
+    pub start: DateTime<Utc>,
+    /// When it ends, exclusive (RFC 3339, UTC).
+    pub end: DateTime<Utc>,
+}
+
+/// The busy time of one calendar or person.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct BusyTimes {
     /// Merged busy intervals, sorted, clipped to the range.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<BusyInterval>)]
     pub busy: Vec<TimePeriod>,
+    /// Present (one entry) only when the calendar or person could not be answered; `busy` is
+    /// then empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FreeBusyError>,
 }
@@ -350,19 +390,22 @@ impl BusyTimes {
         Self {
             busy: Vec::new(),
             errors: vec![FreeBusyError {
-                reason: "not_found".into(),
+                reason: FreeBusyErrorReason::NotFound,
             }],
         }
     }
 }
 
+/// The answer to a free/busy query.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FreeBusyAnswer {
+    /// The range's start, as asked.
     pub time_min: DateTime<Utc>,
+    /// The range's end, as asked.
     pub time_max: DateTime<Utc>,
-    /// By calendar id.
+    /// By calendar id: one entry for every id in `calendar_ids`.
     pub calendars: BTreeMap<String, BusyTimes>,
-    /// By user id.
+    /// By user id: one entry for every id in `user_ids`.
     pub users: BTreeMap<String, BusyTimes>,
 }
 
@@ -406,11 +449,14 @@ pub async fn calendar_busy(
     }
 }
 
-/// Merged busy intervals of several calendars and people over a range. Declined and
-/// transparent occurrences never count; cancelled ones neither.
+/// Merged busy intervals of several calendars and people over a range.
+///
+/// Declined and transparent occurrences never count; cancelled ones neither. A calendar or
+/// person the caller may not see is answered in place with a `not_found` error, not a 404.
 #[utoipa::path(post, path = "/api/v1/freebusy", tag = "schedules", security(("bearer" = [])),
     request_body = FreeBusyQuery,
-    responses((status = 200, body = FreeBusyAnswer), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Busy intervals of every calendar and person asked about, keyed by id; those that cannot be answered carry `errors` instead", body = FreeBusyAnswer),
+              (status = 422, description = "An empty range or one over 400 days, or more than 50 calendars and users together", body = Problem, content_type = "application/problem+json")))]
 pub async fn free_busy(
     State(state): State<AppState>,
     caller: AuthUser,

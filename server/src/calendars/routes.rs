@@ -29,13 +29,17 @@ pub const DEFAULT_COLOR: &str = "#4f7cff";
 /// A calendar as the caller sees it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Calendar {
+    /// The calendar's id.
     pub id: Uuid,
-    /// Null for a personal calendar.
+    /// The workspace the calendar belongs to; null for a personal calendar.
     pub workspace_id: Option<Uuid>,
+    /// The calendar's owner: the user who created it.
     pub owner_id: Uuid,
+    /// The calendar's name, 1–200 characters.
     pub name: String,
+    /// Free text, at most 2000 characters; null when none.
     pub description: Option<String>,
-    /// `#rrggbb`.
+    /// Display colour, lowercase `#rrggbb`.
     pub color: String,
     /// IANA zone: the default for new schedules; all-day dates are placed in it.
     pub time_zone: String,
@@ -43,7 +47,9 @@ pub struct Calendar {
     pub role: CalendarRole,
     /// Whether the secret ICS feed URL is on.
     pub feed_enabled: bool,
+    /// When the calendar was created (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
+    /// When the calendar was last changed (RFC 3339, UTC).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -77,14 +83,23 @@ impl Calendar {
     }
 }
 
+/// A new calendar, owned by the caller.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "Team Paris",
+    "description": "Meetings and off-sites of the Paris office.",
+    "color": "#22aa66",
+    "time_zone": "Europe/Paris"
+}))]
 pub struct CreateCalendar {
+    /// The calendar's name, trimmed, 1–200 characters.
     pub name: String,
+    /// Free text, trimmed, at most 2000 characters; empty or absent for none.
     pub description: Option<String>,
-    /// `#rrggbb`; default `#4f7cff`.
+    /// `#rrggbb` (any case; stored lowercase); default `#4f7cff`.
     pub color: Option<String>,
-    /// IANA zone; default the caller's profile zone.
+    /// IANA zone; default the caller's profile zone (`UTC` if that is not a valid zone).
     pub time_zone: Option<String>,
     /// Omit for a personal calendar; workspace members (not viewers) may create one there.
     pub workspace_id: Option<Uuid>,
@@ -93,12 +108,22 @@ pub struct CreateCalendar {
 /// Absent fields stay; `null` clears the description.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "Team Paris (office)",
+    "description": null,
+    "color": "#aa3355",
+    "time_zone": "Europe/Paris"
+}))]
 pub struct PatchCalendar {
+    /// The new name, trimmed, 1–200 characters; absent or `null` keeps it.
     pub name: Option<String>,
+    /// The new description, at most 2000 characters; `null` (or `""`) clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    /// The new colour, `#rrggbb`; absent or `null` keeps it.
     pub color: Option<String>,
+    /// The new IANA zone; all-day schedules are placed in it again. Absent or `null` keeps it.
     pub time_zone: Option<String>,
 }
 
@@ -107,17 +132,27 @@ pub struct PatchCalendar {
 pub struct ListCalendars {
     /// Only this workspace's calendars.
     pub workspace_id: Option<Uuid>,
+    /// Calendars per page, 1–100 (default 50).
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
+/// A role on a calendar given to one user.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Subscription {
+    /// The calendar the role is on.
     pub calendar_id: Uuid,
+    /// The user who has the role.
     pub user_id: Uuid,
+    /// The user's name; null when their profile has none.
     pub name: Option<String>,
+    /// The user's email address; null when their account has none.
     pub email: Option<String>,
+    /// The role the subscription gives.
+    #[schema(value_type = CalendarRole)]
     pub role: String,
+    /// When the subscription was created (RFC 3339, UTC); a role change keeps it.
     pub created_at: DateTime<Utc>,
 }
 
@@ -134,21 +169,29 @@ impl From<SubscriptionRow> for Subscription {
     }
 }
 
+/// A role on the calendar for a user who has none through a subscription yet.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "user_id": "0196f1d2-7c3a-7b10-9e4f-2a6b8c0d1e2f", "role": "viewer" }))]
 pub struct CreateSubscription {
+    /// The user to give the role to; must be an existing user.
     pub user_id: Uuid,
-    /// `owner`, `editor`, `viewer` or `free_busy`.
+    /// The role to give: `owner`, `editor`, `viewer` or `free_busy`.
+    #[schema(value_type = CalendarRole)]
     pub role: String,
 }
 
+/// A subscription's new role.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "role": "editor" }))]
 pub struct ChangeSubscription {
-    /// `owner`, `editor`, `viewer` or `free_busy`.
+    /// The new role: `owner`, `editor`, `viewer` or `free_busy`.
+    #[schema(value_type = CalendarRole)]
     pub role: String,
 }
 
+/// The calendar's secret feed URL, shown once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FeedToken {
     /// The secret; shown once. Anyone with the URL can read the calendar.
@@ -183,9 +226,11 @@ fn zone_field(zone: String) -> Result<String, ApiError> {
 /// Creates a calendar owned by the caller, personal or in a workspace.
 #[utoipa::path(post, path = "/api/v1/calendars", tag = "calendars", security(("bearer" = [])),
     request_body = CreateCalendar,
-    responses((status = 201, body = Calendar), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new calendar; the caller is its owner", body = Calendar),
+              (status = 400, description = "An unknown `time_zone` (`unknown_time_zone`)", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "The caller is only a viewer of `workspace_id`", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "`workspace_id` names no workspace the caller is a member of", body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_calendar(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -245,7 +290,8 @@ pub async fn create_calendar(
 /// The calendars the caller has a role on: personal, through workspaces, and subscribed.
 #[utoipa::path(get, path = "/api/v1/calendars", tag = "calendars", security(("bearer" = [])),
     params(ListCalendars),
-    responses((status = 200, body = Page<Calendar>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of the caller's calendars, oldest first, each with the caller's role on it", body = Page<Calendar>),
+              (status = 404, description = "`workspace_id` names no workspace the caller is a member of", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_calendars(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -290,9 +336,11 @@ async fn load(
         .ok_or(ApiError::NotFound { what: "calendar" })
 }
 
+/// A calendar the caller has any role on, free/busy included.
 #[utoipa::path(get, path = "/api/v1/calendars/{calendar_id}", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)),
-    responses((status = 200, body = Calendar), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The calendar, with the caller's role on it", body = Calendar),
+              (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_calendar(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -305,12 +353,14 @@ pub async fn get_calendar(
     Ok(ApiJson(Calendar::of(record, role)))
 }
 
-/// Changes name, description, colour or zone (owner). A new zone re-places all-day schedules.
+/// Changes name, description, colour or zone (owner).
+///
+/// A new zone re-places all-day schedules at its midnights.
 #[utoipa::path(patch, path = "/api/v1/calendars/{calendar_id}", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)), request_body = PatchCalendar,
-    responses((status = 200, body = Calendar), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The calendar as stored after the change", body = Calendar),
+              (status = 400, description = "An unknown `time_zone` (`unknown_time_zone`)", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_calendar(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -387,8 +437,8 @@ pub async fn patch_calendar(
 /// Deletes the calendar with its schedules (owner).
 #[utoipa::path(delete, path = "/api/v1/calendars/{calendar_id}", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)),
-    responses((status = 204, description = "Deleted"), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Deleted, with its schedules, subscriptions and feed"),
+              (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_calendar(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -422,9 +472,10 @@ fn role_field(role: &str) -> Result<CalendarRole, ApiError> {
 /// Gives a user a role on the calendar (owner).
 #[utoipa::path(post, path = "/api/v1/calendars/{calendar_id}/subscriptions", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)), request_body = CreateSubscription,
-    responses((status = 201, body = Subscription), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new subscription, with the user's name and email", body = Subscription),
+              (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "The user already has a subscription on the calendar (`already_subscribed`); change its role with PATCH", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "An unknown `role`, or `user_id` names no user", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_subscription(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -496,8 +547,9 @@ async fn subscription(
 /// The calendar's subscriptions (viewer).
 #[utoipa::path(get, path = "/api/v1/calendars/{calendar_id}/subscriptions", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<Subscription>), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of the calendar's subscriptions, oldest first; the owner's and workspace members' implicit roles are not listed", body = Page<Subscription>),
+              (status = 403, description = "The caller has only the free/busy role on the calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_subscriptions(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -517,8 +569,10 @@ pub async fn list_subscriptions(
 /// Changes a subscription's role (owner).
 #[utoipa::path(patch, path = "/api/v1/calendars/{calendar_id}/subscriptions/{user_id}", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = ChangeSubscription,
-    responses((status = 200, body = Subscription), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The subscription with its new role", body = Subscription),
+              (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such calendar visible to the caller, or the user has no subscription on it", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "An unknown `role`", body = Problem, content_type = "application/problem+json")))]
 pub async fn change_subscription(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -556,8 +610,9 @@ pub async fn change_subscription(
 /// Removes a subscription (owner; anyone may remove their own).
 #[utoipa::path(delete, path = "/api/v1/calendars/{calendar_id}/subscriptions/{user_id}", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 204, description = "Removed"), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Removed"),
+              (status = 403, description = "The subscription is someone else's and the caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such calendar visible to the caller, or the user has no subscription on it", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_subscription(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -599,11 +654,13 @@ pub fn feed_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Turns the ICS feed on with a new secret URL, or rotates it (the old URL stops working).
+/// Turns the ICS feed on with a new secret URL, or rotates it (owner).
+///
+/// The old URL stops working.
 #[utoipa::path(post, path = "/api/v1/calendars/{calendar_id}/feed-token", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)),
-    responses((status = 201, body = FeedToken), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new secret and the feed's path and URL; the secret is not shown again", body = FeedToken),
+              (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json")))]
 pub async fn rotate_feed_token(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -641,8 +698,8 @@ pub async fn rotate_feed_token(
 /// Turns the ICS feed off (owner).
 #[utoipa::path(delete, path = "/api/v1/calendars/{calendar_id}/feed-token", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)),
-    responses((status = 204, description = "Feed off"), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Feed off: its URL stops working"),
+              (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json")))]
 pub async fn revoke_feed_token(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -31,19 +31,120 @@ pub const MAX_REMINDERS: usize = 5;
 pub const MAX_REMINDER_MINUTES: i32 = 40_320;
 /// Conflicts reported per write.
 pub const MAX_CONFLICTS: i64 = 50;
+/// Longest guest display name, in characters.
+pub const MAX_GUEST_NAME_CHARS: usize = 200;
+/// Longest guest email address, in characters.
+pub const MAX_GUEST_EMAIL_CHARS: usize = 254;
 
-/// `RRULE`, `RDATE` and `EXDATE` of a series.
+/// Whether a schedule (or one occurrence) takes place, as iCalendar `STATUS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleStatus {
+    /// It takes place (the default).
+    Confirmed,
+    /// Not settled yet; its time still counts as busy.
+    Tentative,
+    /// Called off: still listed in views, but its time is free and it conflicts with nothing.
+    Cancelled,
+}
+
+impl ScheduleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Tentative => "tentative",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "confirmed" => Some(Self::Confirmed),
+            "tentative" => Some(Self::Tentative),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a schedule's time counts as busy, as iCalendar `TRANSP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeTransparency {
+    /// Busy: counts in free/busy and in conflict checks (the default).
+    Opaque,
+    /// Free: shown in views, but never busy and never a conflict.
+    Transparent,
+}
+
+impl TimeTransparency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opaque => "opaque",
+            Self::Transparent => "transparent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "opaque" => Some(Self::Opaque),
+            "transparent" => Some(Self::Transparent),
+            _ => None,
+        }
+    }
+}
+
+/// A guest's answer to an invitation, as iCalendar `PARTSTAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RsvpStatus {
+    /// Not answered yet (every invited guest starts here).
+    NeedsAction,
+    /// Will attend (the organizer's own entry starts here).
+    Accepted,
+    /// May attend.
+    Tentative,
+    /// Will not attend: it stops counting in the guest's busy time, and leaves their view when
+    /// it is on a calendar they cannot otherwise read.
+    Declined,
+}
+
+impl RsvpStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NeedsAction => "needs_action",
+            Self::Accepted => "accepted",
+            Self::Tentative => "tentative",
+            Self::Declined => "declined",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "needs_action" => Some(Self::NeedsAction),
+            "accepted" => Some(Self::Accepted),
+            "tentative" => Some(Self::Tentative),
+            "declined" => Some(Self::Declined),
+            _ => None,
+        }
+    }
+}
+
+/// `RRULE`, `RDATE` and `EXDATE` of a series; all three empty for a single event.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecurrenceBody {
-    /// One rule (`FREQ=WEEKLY;BYDAY=MO,WE`) or a list of rules.
+    /// iCalendar `RRULE` values without the `RRULE:` prefix (`FREQ=WEEKLY;BYDAY=MO,WE`); a
+    /// request may also give one rule as a plain string. Default: none.
     #[serde(default, deserialize_with = "one_or_many")]
     pub rrule: Vec<String>,
     /// Added occurrences: `2026-03-10T09:00:00` (local in the schedule's zone), an instant
-    /// (`2026-03-10T14:00:00Z`), or a date for all-day schedules.
+    /// (`2026-03-10T14:00:00Z`), or a date for all-day schedules. Default: none. Responses give
+    /// them in iCalendar form (`20260310T090000`, `20260310T140000Z`, `20260310`).
     #[serde(default)]
     pub rdate: Vec<String>,
-    /// Removed occurrences, keyed by original start, in the same forms.
+    /// Removed occurrences, keyed by original start, in the same forms as `rdate`. Default:
+    /// none.
     #[serde(default)]
     pub exdate: Vec<String>,
 }
@@ -62,41 +163,63 @@ fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
     })
 }
 
-/// A schedule.
+/// A schedule: a single event or a recurring series, timed or all-day.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Schedule {
+    /// The schedule's id.
     pub id: Uuid,
+    /// The calendar the schedule is on.
     pub calendar_id: Uuid,
-    /// iCalendar UID.
+    /// iCalendar `UID`, unique within the calendar: given at creation or `{id}@potentia`.
     pub uid: String,
+    /// The title; `""` when it has none (at most 1000 characters).
     pub title: String,
+    /// Free text, at most 20000 characters; null when none.
     pub description: Option<String>,
+    /// Where it takes place, at most 1000 characters; null when none.
     pub location: Option<String>,
+    /// True for an all-day schedule (`start_date`/`end_date` set), false for a timed one
+    /// (`start`/`end`/`time_zone` set).
     pub all_day: bool,
-    /// Timed: the first occurrence's start and end (RFC 3339, UTC).
+    /// Timed: the first occurrence's start (RFC 3339, UTC); null for an all-day schedule.
     pub start: Option<DateTime<Utc>>,
+    /// Timed: the first occurrence's end (RFC 3339, UTC, not before `start`); null for an
+    /// all-day schedule.
     pub end: Option<DateTime<Utc>>,
-    /// Timed: the IANA zone the series recurs in.
+    /// Timed: the IANA zone the series recurs in (`Europe/Paris`); null for an all-day
+    /// schedule.
     pub time_zone: Option<String>,
-    /// All-day: the first day and the day after the last.
+    /// All-day: the first day (`YYYY-MM-DD`); null for a timed schedule.
     pub start_date: Option<NaiveDate>,
+    /// All-day: the day after the last day (exclusive, `YYYY-MM-DD`); null for a timed
+    /// schedule.
     pub end_date: Option<NaiveDate>,
-    /// `confirmed`, `tentative` or `cancelled`.
+    /// Whether it takes place; exceptions may override it per occurrence.
+    #[schema(value_type = ScheduleStatus)]
     pub status: String,
-    /// `opaque` (busy) or `transparent` (free).
+    /// Whether its time counts as busy; exceptions may override it per occurrence.
+    #[schema(value_type = TimeTransparency)]
     pub transparency: String,
-    /// The stored rules and dates (dates as iCalendar values).
+    /// The stored rules and dates, dates as iCalendar values (`20260310T090000`); all empty
+    /// for a single event.
     pub recurrence: RecurrenceBody,
-    /// Default reminders, minutes before.
+    /// Default reminders, in minutes before each occurrence, ascending (at most 5).
     pub reminders: Vec<i32>,
-    /// The caller's reminders: their override, or the defaults.
+    /// The caller's reminders in minutes before, ascending: their own override if they set
+    /// one (`PUT /schedules/{schedule_id}/reminders`), otherwise `reminders`.
     pub my_reminders: Vec<i32>,
+    /// The organizer's user id: the creator, or for an import the user with the `ORGANIZER`
+    /// email; null when there is no such user.
     pub organizer_id: Option<Uuid>,
+    /// The organizer's email address; null when unknown.
     pub organizer_email: Option<String>,
-    /// The series this one was split from.
+    /// The series this one was split from ("this and following"); null otherwise.
     pub split_from: Option<Uuid>,
+    /// iCalendar `SEQUENCE`: 0 when created, one more on every change of the series.
     pub sequence: i32,
+    /// When the schedule was created (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
+    /// When the schedule was last changed (RFC 3339, UTC).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -144,25 +267,37 @@ impl Schedule {
     }
 }
 
-/// An occurrence of another schedule on the same calendar that overlaps this one's.
+/// A busy occurrence of another schedule on the same calendar that overlaps a busy
+/// occurrence of the written one (among the occurrences materialized so far, about a year
+/// ahead).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Conflict {
+    /// The other schedule's id.
     pub schedule_id: Uuid,
+    /// The other schedule's title (the series' title, `""` when it has none).
     pub title: String,
+    /// The other occurrence's key: its local original start (`2026-03-10T09:00:00`, in its
+    /// schedule's zone) or a date (`2026-03-10`) for an all-day schedule.
     pub original_start: String,
+    /// When the other occurrence starts (RFC 3339, UTC).
     pub start: DateTime<Utc>,
+    /// When the other occurrence ends, exclusive (RFC 3339, UTC).
     pub end: DateTime<Utc>,
-    /// Which occurrence of the written schedule it overlaps (original start).
+    /// Which occurrence of the written schedule it overlaps: that occurrence's original start,
+    /// in the same forms as `original_start`.
     pub with_original_start: String,
 }
 
 /// A written schedule and the conflicts it has.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScheduleWrite {
+    /// The schedule as stored after the write.
     pub schedule: Schedule,
-    /// Busy occurrences of other schedules on the calendar that overlap this one (at most 50).
+    /// Busy occurrences of other schedules on the calendar that overlap this one's, by start
+    /// (at most 50); empty when there are none or this schedule is not busy.
     pub conflicts: Vec<Conflict>,
-    /// Original starts of exceptions dropped because the edit removed their occurrence.
+    /// Original starts of exceptions dropped because the edit removed their occurrence;
+    /// always empty on create.
     pub dropped_exceptions: Vec<String>,
 }
 
@@ -170,25 +305,53 @@ pub struct ScheduleWrite {
 /// the calendar's). All-day: `start_date` and `end_date` (exclusive; default the next day).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "title": "Weekly product sync",
+    "description": "Roadmap review and blockers.",
+    "location": "Room 4.2",
+    "start": "2026-03-02T08:00:00Z",
+    "end": "2026-03-02T09:00:00Z",
+    "time_zone": "Europe/Paris",
+    "recurrence": { "rrule": ["FREQ=WEEKLY;BYDAY=MO;COUNT=16"], "exdate": ["2026-04-06T09:00:00"] },
+    "reminders": [10, 60]
+}))]
 pub struct CreateSchedule {
+    /// The title, trimmed, at most 1000 characters; default `""`.
     pub title: Option<String>,
+    /// Free text, trimmed, at most 20000 characters; empty or absent for none.
     pub description: Option<String>,
+    /// Where it takes place, trimmed, at most 1000 characters; empty or absent for none.
     pub location: Option<String>,
+    /// Timed: the first occurrence's start (RFC 3339). Required for a timed schedule; not
+    /// with `start_date`/`end_date`.
     pub start: Option<DateTime<Utc>>,
+    /// Timed: the first occurrence's end (RFC 3339), not before `start`; required with
+    /// `start`.
     pub end: Option<DateTime<Utc>>,
+    /// Timed: the IANA zone the series recurs in (`Europe/Paris`); default the calendar's
+    /// zone. Ignored for an all-day schedule.
     pub time_zone: Option<String>,
+    /// All-day: the first day (`YYYY-MM-DD`). Required for an all-day schedule.
     pub start_date: Option<NaiveDate>,
+    /// All-day: the day after the last day (exclusive), after `start_date`; default the day
+    /// after `start_date`.
     pub end_date: Option<NaiveDate>,
-    /// `confirmed` (default), `tentative` or `cancelled`.
+    /// Whether it takes place; default `confirmed`.
+    #[schema(value_type = Option<ScheduleStatus>)]
     pub status: Option<String>,
-    /// `opaque` (default) or `transparent`.
+    /// Whether its time counts as busy; default `opaque`.
+    #[schema(value_type = Option<TimeTransparency>)]
     pub transparency: Option<String>,
+    /// Rules and dates of a recurring series; absent for a single event.
     pub recurrence: Option<RecurrenceBody>,
-    /// Minutes before each occurrence, at most 5, each 0–40320.
+    /// Default reminders in minutes before each occurrence: at most 5, each 0–40320 (four
+    /// weeks); duplicates are dropped. Default none.
     pub reminders: Option<Vec<i32>>,
-    /// iCalendar UID; generated when absent. Unique within the calendar.
+    /// iCalendar UID, at most 1000 characters, unique within the calendar (409 `uid_taken`
+    /// otherwise); default `{id}@potentia`.
     pub uid: Option<String>,
-    /// Refuse (409) instead of reporting conflicts.
+    /// True: refuse with 409 `schedule_conflict` (nothing is saved) instead of answering the
+    /// conflicts. Default false.
     #[serde(default)]
     pub strict: bool,
 }
@@ -198,34 +361,59 @@ pub struct CreateSchedule {
 /// all-day. Exceptions whose occurrence still exists are kept.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "title": "Product & design sync",
+    "location": "Room 5.1",
+    "reminders": [15]
+}))]
 pub struct PatchSchedule {
+    /// The new title, trimmed, at most 1000 characters; `""` empties it, `null` keeps it.
     pub title: Option<String>,
+    /// The new description, at most 20000 characters; `null` (or `""`) clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    /// The new location, at most 1000 characters; `null` (or `""`) clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub location: Option<Option<String>>,
+    /// The first occurrence's new start (RFC 3339). Alone, it keeps the duration; turning an
+    /// all-day schedule timed needs `end` too.
     pub start: Option<DateTime<Utc>>,
+    /// The first occurrence's new end (RFC 3339), not before the start.
     pub end: Option<DateTime<Utc>>,
+    /// The new IANA zone of a timed series (the start instant stays); turning an all-day
+    /// schedule timed, default the calendar's zone. Alone on an all-day schedule it is refused.
     pub time_zone: Option<String>,
+    /// The new first day (`YYYY-MM-DD`); makes a timed schedule all-day. Alone, an all-day
+    /// schedule keeps its number of days and a timed one becomes one day long.
     pub start_date: Option<NaiveDate>,
+    /// The new day after the last day (exclusive), after the first day; a timed schedule
+    /// needs `start_date` with it.
     pub end_date: Option<NaiveDate>,
+    /// The new status; `null` keeps it.
+    #[schema(value_type = Option<ScheduleStatus>)]
     pub status: Option<String>,
+    /// The new transparency; `null` keeps it.
+    #[schema(value_type = Option<TimeTransparency>)]
     pub transparency: Option<String>,
+    /// New rules and dates, replacing all three lists; `null` makes it a single event.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<RecurrenceBody>)]
     pub recurrence: Option<Option<RecurrenceBody>>,
+    /// New default reminders in minutes before: at most 5, each 0–40320; `[]` for none.
     pub reminders: Option<Vec<i32>>,
+    /// True: refuse with 409 `schedule_conflict` (nothing is saved) instead of answering the
+    /// conflicts. Default false.
     #[serde(default)]
     pub strict: bool,
 }
 
 fn status_field(status: Option<String>, default: &str) -> Result<String, FieldError> {
     let status = status.unwrap_or_else(|| default.to_owned());
-    match status.as_str() {
-        "confirmed" | "tentative" | "cancelled" => Ok(status),
-        _ => Err(FieldError::new(
+    match ScheduleStatus::parse(&status) {
+        Some(_) => Ok(status),
+        None => Err(FieldError::new(
             "status",
             "must be confirmed, tentative or cancelled",
         )),
@@ -234,9 +422,9 @@ fn status_field(status: Option<String>, default: &str) -> Result<String, FieldEr
 
 fn transparency_field(value: Option<String>, default: &str) -> Result<String, FieldError> {
     let value = value.unwrap_or_else(|| default.to_owned());
-    match value.as_str() {
-        "opaque" | "transparent" => Ok(value),
-        _ => Err(FieldError::new(
+    match TimeTransparency::parse(&value) {
+        Some(_) => Ok(value),
+        None => Err(FieldError::new(
             "transparency",
             "must be opaque or transparent",
         )),
@@ -469,13 +657,18 @@ fn refuse_conflicts(found: &[Conflict]) -> ApiError {
     )
 }
 
-/// Creates a schedule (calendar editor). Conflicts with other busy schedules on the calendar
-/// are reported, or refused with `strict`.
+/// Creates a schedule (calendar editor).
+///
+/// Timed (`start`/`end` in `time_zone`) or all-day (`start_date`/`end_date`), single or
+/// recurring. The caller becomes its organizer and first guest (accepted). Conflicts with
+/// other busy schedules on the calendar are reported, or refused with `strict`.
 #[utoipa::path(post, path = "/api/v1/calendars/{calendar_id}/schedules", tag = "schedules", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)), request_body = CreateSchedule,
-    responses((status = 201, body = ScheduleWrite), (status = 400, description = "Bad recurrence or zone", body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "strict and conflicting", body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The schedule as stored, with the busy occurrences on the calendar it overlaps", body = ScheduleWrite),
+              (status = 400, description = "An unknown `time_zone`, or a recurrence rule or date that cannot be parsed (`errors[]` names `recurrence.rrule`, `.rdate`, `.exdate` or `.dtstart`)", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "The caller's role on the calendar is below editor", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`strict` and the schedule overlaps busy occurrences (`schedule_conflict`), or `uid` is taken in the calendar (`uid_taken`)", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_schedule(
     State(state): State<AppState>,
@@ -587,7 +780,7 @@ pub async fn create_schedule(
             display_name: None,
             optional: false,
             organizer: true,
-            rsvp: "accepted",
+            rsvp: RsvpStatus::Accepted.as_str(),
         },
     )
     .await?;
@@ -619,8 +812,9 @@ pub async fn create_schedule(
 /// The calendar's schedules (series, not instances), oldest first (calendar viewer).
 #[utoipa::path(get, path = "/api/v1/calendars/{calendar_id}/schedules", tag = "schedules", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<Schedule>), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of the calendar's schedules, oldest first; `my_reminders` here are each schedule's defaults (`GET /schedules/{schedule_id}` gives the caller's own)", body = Page<Schedule>),
+              (status = 403, description = "The caller has only the free/busy role on the calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_schedules(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -645,7 +839,8 @@ pub async fn list_schedules(
 /// A schedule (calendar viewer, or a guest).
 #[utoipa::path(get, path = "/api/v1/schedules/{schedule_id}", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)),
-    responses((status = 200, body = Schedule), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The schedule, with the caller's own reminders in `my_reminders`", body = Schedule),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar (viewer or more) nor is its guest", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_schedule(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -738,13 +933,17 @@ fn stale_exceptions(
         .collect()
 }
 
-/// Changes a whole series (calendar editor). Exceptions whose occurrence still exists are
-/// kept; the others are dropped and listed.
+/// Changes a whole series (calendar editor).
+///
+/// Exceptions whose occurrence still exists are kept; the others are dropped and listed.
 #[utoipa::path(patch, path = "/api/v1/schedules/{schedule_id}", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)), request_body = PatchSchedule,
-    responses((status = 200, body = ScheduleWrite), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The schedule as stored after the change, with its conflicts and the original starts of the exceptions dropped", body = ScheduleWrite),
+              (status = 400, description = "An unknown `time_zone`, or a recurrence rule or date that cannot be parsed", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`strict` and the changed schedule overlaps busy occurrences (`schedule_conflict`); nothing is saved", body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_schedule(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -795,8 +994,9 @@ pub async fn patch_schedule(
 /// Deletes a schedule with all its occurrences (calendar editor).
 #[utoipa::path(delete, path = "/api/v1/schedules/{schedule_id}", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)),
-    responses((status = 204, description = "Deleted"), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Deleted, with its exceptions, guests and reminders"),
+              (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_schedule(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -825,24 +1025,41 @@ pub async fn delete_schedule(
 
 // --- Exceptions -----------------------------------------------------------------------
 
-/// One occurrence changed or cancelled.
+/// One occurrence changed or cancelled. Null overrides keep the series' values.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Exception {
+    /// The exception's id.
     pub id: Uuid,
+    /// The schedule whose occurrence it changes.
     pub schedule_id: Uuid,
     /// The occurrence it replaces: `2026-03-10T09:00:00` (local) or `2026-03-10` (all-day).
     pub original_start: String,
+    /// True: the occurrence is removed from views, free/busy and conflicts.
     pub cancelled: bool,
+    /// The occurrence's title; null keeps the series' title.
     pub title: Option<String>,
+    /// The occurrence's description; null keeps the series' description.
     pub description: Option<String>,
+    /// The occurrence's location; null keeps the series' location.
     pub location: Option<String>,
+    /// Timed series: the occurrence's new start (RFC 3339, UTC); null when it keeps its time.
     pub start: Option<DateTime<Utc>>,
+    /// Timed series: the occurrence's new end (RFC 3339, UTC); null when it keeps its time.
     pub end: Option<DateTime<Utc>>,
+    /// All-day series: the occurrence's new first day; null when it keeps its days.
     pub start_date: Option<NaiveDate>,
+    /// All-day series: the day after the occurrence's new last day (exclusive); null when it
+    /// keeps its days.
     pub end_date: Option<NaiveDate>,
+    /// The occurrence's status; null keeps the series' status.
+    #[schema(value_type = Option<ScheduleStatus>)]
     pub status: Option<String>,
+    /// The occurrence's transparency; null keeps the series' transparency.
+    #[schema(value_type = Option<TimeTransparency>)]
     pub transparency: Option<String>,
+    /// When the exception was first created (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
+    /// When the exception was last written (RFC 3339, UTC).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -869,29 +1086,54 @@ impl Exception {
 }
 
 /// Edit or cancel one occurrence, keyed by its original start. Absent overrides keep the
-/// series' values.
+/// series' values; the body replaces any earlier exception of the same occurrence.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "original_start": "2026-03-16T09:00:00",
+    "title": "Weekly product sync (moved)",
+    "location": "Room 2.1",
+    "start": "2026-03-17T13:00:00Z",
+    "end": "2026-03-17T14:00:00Z"
+}))]
 pub struct PutException {
     /// The occurrence's original start: `2026-03-10T09:00:00` (local, in the schedule's zone),
     /// an instant such as `2026-03-10T08:00:00Z` (the form `GET /instances` reports starts in),
-    /// or `2026-03-10` (all-day).
+    /// or `2026-03-10` (all-day). It must be an occurrence of the series.
     pub original_start: String,
+    /// True: the occurrence is removed from views, free/busy and conflicts. Default false.
     #[serde(default)]
     pub cancelled: bool,
+    /// The occurrence's title, trimmed, at most 1000 characters; absent keeps the series'.
     pub title: Option<String>,
+    /// The occurrence's description, at most 20000 characters; absent keeps the series'.
     pub description: Option<String>,
+    /// The occurrence's location, at most 1000 characters; absent keeps the series'.
     pub location: Option<String>,
+    /// Timed series only: the occurrence's new start (RFC 3339). Alone, it keeps the series'
+    /// duration.
     pub start: Option<DateTime<Utc>>,
+    /// Timed series only: the occurrence's new end (RFC 3339), not before its start; needs
+    /// `start`.
     pub end: Option<DateTime<Utc>>,
+    /// All-day series only: the occurrence's new first day. Alone, it keeps the series' number
+    /// of days.
     pub start_date: Option<NaiveDate>,
+    /// All-day series only: the day after the occurrence's new last day (exclusive), after
+    /// `start_date`; needs `start_date`.
     pub end_date: Option<NaiveDate>,
+    /// The occurrence's status; absent keeps the series'.
+    #[schema(value_type = Option<ScheduleStatus>)]
     pub status: Option<String>,
+    /// The occurrence's transparency; absent keeps the series'.
+    #[schema(value_type = Option<TimeTransparency>)]
     pub transparency: Option<String>,
 }
 
+/// A written exception and the schedule's conflicts after it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExceptionWrite {
+    /// The exception as stored.
     pub exception: Exception,
     /// Conflicts of the whole schedule after the change (at most 50).
     pub conflicts: Vec<Conflict>,
@@ -923,10 +1165,14 @@ fn original_start_field(
 }
 
 /// Edits or cancels one occurrence (calendar editor).
+///
+/// The body replaces any earlier exception of the same occurrence.
 #[utoipa::path(put, path = "/api/v1/schedules/{schedule_id}/exceptions", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)), request_body = PutException,
-    responses((status = 200, body = ExceptionWrite), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The exception as stored, with the schedule's conflicts after the change", body = ExceptionWrite),
+              (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`original_start` is not an occurrence of the series, times of the wrong kind (`start`/`end` on an all-day series or the reverse), or another invalid field", body = Problem, content_type = "application/problem+json")))]
 pub async fn put_exception(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1069,7 +1315,8 @@ pub async fn put_exception(
 /// The schedule's exceptions (calendar viewer, or a guest).
 #[utoipa::path(get, path = "/api/v1/schedules/{schedule_id}/exceptions", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<Exception>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of the schedule's exceptions, in the order they were created", body = Page<Exception>),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_exceptions(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1094,8 +1341,9 @@ pub async fn list_exceptions(
 /// Removes an exception: the occurrence is as the series says again (calendar editor).
 #[utoipa::path(delete, path = "/api/v1/schedules/{schedule_id}/exceptions/{original_start}", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path), ("original_start" = String, Path)),
-    responses((status = 204, description = "Restored"), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Restored: the occurrence follows the series again"),
+              (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such schedule visible to the caller, or no exception at `original_start` (also when it cannot be read as an original start)", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_exception(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1134,33 +1382,51 @@ pub async fn delete_exception(
 /// there with the changes.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "original_start": "2026-04-13T09:00:00",
+    "changes": {
+        "title": "Weekly product sync (afternoon)",
+        "start": "2026-04-13T12:00:00Z",
+        "end": "2026-04-13T13:00:00Z"
+    }
+}))]
 pub struct SplitSchedule {
     /// The first occurrence of the new series: its original start, local or as an instant
-    /// (see `PutException::original_start`).
+    /// (see `PutException::original_start`). It must be an occurrence, and not the first one.
     pub original_start: String,
-    /// Changes for the new series, as in a patch.
+    /// Changes for the new series, as in a patch (its `strict` applies to the new series);
+    /// absent or `null`: the new series starts unchanged.
     #[serde(default)]
     pub changes: Option<PatchSchedule>,
 }
 
+/// The two series a split leaves.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SplitResult {
     /// The original series, now ending before the split.
     pub before: Schedule,
-    /// The new series.
+    /// The new series, from the split occurrence on, with a new id and UID and `split_from`
+    /// set; it has the original's guests.
     pub after: Schedule,
     /// Conflicts of the new series (at most 50).
     pub conflicts: Vec<Conflict>,
-    /// Exceptions that were on the split-off occurrences but no longer match the new series.
+    /// Original starts of the exceptions from the split on whose occurrence the new series no
+    /// longer has; they were deleted. The others moved to the new series.
     pub dropped_exceptions: Vec<String>,
 }
 
 /// Splits a series "this and following" (calendar editor).
+///
+/// The series ends before `original_start`; a new series (new id and UID, the same guests)
+/// starts there with `changes`, and takes the exceptions whose occurrence it still has.
 #[utoipa::path(post, path = "/api/v1/schedules/{schedule_id}/split", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)), request_body = SplitSchedule,
-    responses((status = 201, body = SplitResult), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The shortened original series and the new one, with the new series' conflicts", body = SplitResult),
+              (status = 400, description = "The series cannot be split at `original_start`, or `changes` has an unknown zone or a recurrence that cannot be parsed", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`changes.strict` and the new series overlaps busy occurrences (`schedule_conflict`); nothing is saved", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`original_start` is not an occurrence, or is the first one (change the whole series with PATCH), or a change is invalid", body = Problem, content_type = "application/problem+json")))]
 pub async fn split_schedule(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1280,18 +1546,30 @@ pub async fn split_schedule(
 
 // --- Guests -----------------------------------------------------------------------------
 
+/// Someone invited to a schedule: a user, or an email address of someone without an account.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Guest {
+    /// The guest entry's id.
     pub id: Uuid,
+    /// The schedule the guest is invited to.
     pub schedule_id: Uuid,
+    /// The guest's user id; null for an email guest with no account of that email.
     pub user_id: Option<Uuid>,
+    /// The guest's email address; null for a user without one.
     pub email: Option<String>,
+    /// The name to show for the guest, at most 200 characters; null when none was given.
     pub display_name: Option<String>,
+    /// True when attendance is optional.
     pub optional: bool,
+    /// True for the organizer's own entry (the creator's, added with the schedule; on import,
+    /// the attendee whose email is the `ORGANIZER`'s).
     pub organizer: bool,
-    /// `needs_action`, `accepted`, `tentative` or `declined`.
+    /// The guest's answer.
+    #[schema(value_type = RsvpStatus)]
     pub rsvp: String,
+    /// When the guest was invited (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
+    /// When the guest last answered (RFC 3339, UTC); null until they do.
     pub responded_at: Option<DateTime<Utc>>,
 }
 
@@ -1313,29 +1591,45 @@ impl From<GuestRecord> for Guest {
 }
 
 /// A guest: a user (by id) or anyone (by email; linked to the user with that email if any).
+/// Give exactly one of `user_id` and `email`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "email": "marie.dupont@example.com",
+    "display_name": "Marie Dupont",
+    "optional": true
+}))]
 pub struct InviteGuest {
+    /// The user to invite (an existing user; their email is taken from their profile).
     pub user_id: Option<Uuid>,
+    /// The email address to invite, at most 254 characters; linked to the user with that email
+    /// if there is one.
     pub email: Option<String>,
+    /// The name to show for the guest, trimmed, at most 200 characters.
     pub display_name: Option<String>,
+    /// True when attendance is optional. Default false.
     #[serde(default)]
     pub optional: bool,
 }
 
+/// The caller's answer to an invitation.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "response": "accepted" }))]
 pub struct Rsvp {
-    /// `needs_action`, `accepted`, `tentative` or `declined`.
+    /// The answer (`needs_action` takes an earlier one back).
+    #[schema(value_type = RsvpStatus)]
     pub response: String,
 }
 
 /// Invites a guest (calendar editor).
 #[utoipa::path(post, path = "/api/v1/schedules/{schedule_id}/guests", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)), request_body = InviteGuest,
-    responses((status = 201, body = Guest), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The guest as invited, not answered yet (`needs_action`)", body = Guest),
+              (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "This user or email is already a guest (`already_a_guest`)", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "Not exactly one of `user_id` and `email`, an unknown `user_id`, or an invalid email or name", body = Problem, content_type = "application/problem+json")))]
 pub async fn invite_guest(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1343,10 +1637,10 @@ pub async fn invite_guest(
     ApiPath(schedule_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<InviteGuest>,
 ) -> ApiResult<(StatusCode, ApiJson<Guest>)> {
-    let display_name = bounded_text("display_name", body.display_name, 200)
+    let display_name = bounded_text("display_name", body.display_name, MAX_GUEST_NAME_CHARS)
         .map_err(|e| ApiError::invalid_fields(vec![e]))?;
-    let email =
-        bounded_text("email", body.email, 254).map_err(|e| ApiError::invalid_fields(vec![e]))?;
+    let email = bounded_text("email", body.email, MAX_GUEST_EMAIL_CHARS)
+        .map_err(|e| ApiError::invalid_fields(vec![e]))?;
     if let Some(email) = &email {
         if !email.contains('@') || email.contains(char::is_whitespace) {
             return Err(ApiError::invalid_field("email", "is not an email address"));
@@ -1379,7 +1673,7 @@ pub async fn invite_guest(
             display_name: display_name.as_deref(),
             optional: body.optional,
             organizer: false,
-            rsvp: "needs_action",
+            rsvp: RsvpStatus::NeedsAction.as_str(),
         },
     )
     .await?
@@ -1402,7 +1696,8 @@ pub async fn invite_guest(
 /// The schedule's guests (calendar viewer, or a guest).
 #[utoipa::path(get, path = "/api/v1/schedules/{schedule_id}/guests", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<Guest>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of the schedule's guests, the organizer's entry included, in the order they were invited", body = Page<Guest>),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_guests(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1423,8 +1718,9 @@ pub async fn list_guests(
 /// Removes a guest (calendar editor; a guest may remove themselves).
 #[utoipa::path(delete, path = "/api/v1/schedules/{schedule_id}/guests/{guest_id}", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path), ("guest_id" = Uuid, Path)),
-    responses((status = 204, description = "Removed"), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "Removed"),
+              (status = 403, description = "The guest is someone else and the caller is not an editor of the calendar", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such schedule visible to the caller, or no such guest on it", body = Problem, content_type = "application/problem+json")))]
 pub async fn remove_guest(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1457,8 +1753,10 @@ pub async fn remove_guest(
 /// Answers an invitation (the guest themselves).
 #[utoipa::path(post, path = "/api/v1/schedules/{schedule_id}/rsvp", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)), request_body = Rsvp,
-    responses((status = 200, body = Guest), (status = 403, description = "Not a guest", body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The caller's guest entry with the new answer and `responded_at`", body = Guest),
+              (status = 403, description = "The caller can see the schedule but is not one of its guests (`not_a_guest`)", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn rsvp(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1466,12 +1764,12 @@ pub async fn rsvp(
     ApiPath(schedule_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<Rsvp>,
 ) -> ApiResult<ApiJson<Guest>> {
-    if !["needs_action", "accepted", "tentative", "declined"].contains(&body.response.as_str()) {
+    let Some(response) = RsvpStatus::parse(&body.response) else {
         return Err(ApiError::invalid_field(
             "response",
             "must be needs_action, accepted, tentative or declined",
         ));
-    }
+    };
     let mut tx = state.db.begin().await?;
     let access = schedule_access(&mut tx, caller.id, schedule_id, true).await?;
     let guest = access.guest.ok_or_else(|| ApiError::Forbidden {
@@ -1479,7 +1777,7 @@ pub async fn rsvp(
         detail: "only a guest can answer an invitation".into(),
     })?;
     let before = guest.rsvp.clone();
-    let updated = Guest::from(db::set_rsvp(&mut *tx, guest.id, &body.response).await?);
+    let updated = Guest::from(db::set_rsvp(&mut *tx, guest.id, response.as_str()).await?);
     audit::record(
         &mut *tx,
         AuditEntry::new("schedule_guest.rsvp", "schedule_guest", guest.id)
@@ -1497,16 +1795,22 @@ pub async fn rsvp(
 
 // --- Reminders --------------------------------------------------------------------------
 
+/// The caller's own reminders for one schedule, replacing its defaults for them only.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "minutes": [10, 1440] }))]
 pub struct SetReminders {
-    /// Minutes before each occurrence, at most 5, each 0–40320; `[]` for none.
+    /// Minutes before each occurrence, at most 5, each 0–40320 (four weeks); duplicates are
+    /// dropped; `[]` for none.
     pub minutes: Vec<i32>,
 }
 
+/// The reminders that apply to the caller for one schedule.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MyReminders {
+    /// The schedule they are for.
     pub schedule_id: Uuid,
+    /// Minutes before each occurrence, ascending.
     pub minutes: Vec<i32>,
     /// True when these are the caller's own, false when they are the schedule's defaults.
     pub overridden: bool,
@@ -1515,7 +1819,8 @@ pub struct MyReminders {
 /// Sets the caller's own reminders for a schedule they can see.
 #[utoipa::path(put, path = "/api/v1/schedules/{schedule_id}/reminders", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)), request_body = SetReminders,
-    responses((status = 200, body = MyReminders), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The caller's reminders as stored, sorted (`overridden` true)", body = MyReminders),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn set_reminders(
     State(state): State<AppState>,
@@ -1554,7 +1859,8 @@ pub async fn set_reminders(
 /// Drops the caller's own reminders: the schedule's defaults apply again.
 #[utoipa::path(delete, path = "/api/v1/schedules/{schedule_id}/reminders", tag = "schedules", security(("bearer" = [])),
     params(("schedule_id" = Uuid, Path)),
-    responses((status = 200, body = MyReminders), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The schedule's default reminders, which apply to the caller again (`overridden` false)", body = MyReminders),
+              (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json")))]
 pub async fn clear_reminders(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -15,9 +15,10 @@ use uuid::Uuid;
 use crate::access::{require_canvas, Access};
 use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
 use crate::state::AppState;
+use crate::validation::FieldErrors;
 
 const BINARY: &str = "application/octet-stream";
 
@@ -78,7 +79,7 @@ pub struct PushedUpdate {
     params(("canvas_id" = Uuid, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
-        (status = 200, body = PushedUpdate),
+        (status = 200, description = "The update is durable and broadcast to connected clients", body = PushedUpdate),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -132,7 +133,7 @@ pub struct Presence {
 /// Who is on the canvas now: the awareness states of its clients.
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/presence", tag = "sync", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)),
-    responses((status = 200, body = Presence), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Who is on the canvas now, with their awareness states", body = Presence), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_presence(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -145,6 +146,7 @@ pub async fn get_presence(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"client_id": 314159265, "clock": 7, "state": {"user": {"name": "Ada", "color": "#4f7cff"}, "cursor": {"block_id": "0192f4a8-7c1e-7d3a-9b52-3f1c2a4d5e70", "offset": 12}}}))]
 pub struct SetPresence {
     /// The client's awareness id (a Yjs client id, at most 2^53 − 1).
     pub client_id: u64,
@@ -161,7 +163,7 @@ pub struct SetPresence {
     params(("canvas_id" = Uuid, Path)),
     request_body = SetPresence,
     responses(
-        (status = 204),
+        (status = 204, description = "Presence recorded and broadcast"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -174,15 +176,22 @@ pub async fn set_presence(
     require_canvas(&state.db, caller.id, canvas_id, Access::Read).await?;
     let limits = state.rooms.config().connection.protocol;
     let json = body.state.to_string();
+    let mut errors = FieldErrors::default();
     if json.len() > limits.max_awareness_bytes {
-        return Err(ApiError::invalid_field(
+        errors.push(
             "state",
             format!("at most {} bytes of JSON", limits.max_awareness_bytes),
-        ));
+        );
     }
     let state_json = (!body.state.is_null()).then_some(json.as_str());
-    let entry = AwarenessEntry::new(body.client_id, body.clock, state_json)
-        .map_err(|e| ApiError::invalid_field("client_id", e.to_string()))?;
+    let entry = errors.check(
+        AwarenessEntry::new(body.client_id, body.clock, state_json)
+            .map_err(|e| FieldError::new("client_id", e.to_string())),
+    );
+    errors.into_result()?;
+    let Some(entry) = entry else {
+        return Err(ApiError::Internal("validated fields missing".into()));
+    };
     state
         .rooms
         .set_presence(canvas_id, caller.id, entry)
@@ -193,7 +202,7 @@ pub async fn set_presence(
 /// Leaves the canvas: removes every awareness state the caller set over HTTP.
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/leave", tag = "sync", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204, description = "The client's presence is gone"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn leave(
     State(state): State<AppState>,
     caller: AuthUser,

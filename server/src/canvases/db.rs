@@ -23,6 +23,7 @@ pub struct Canvas {
     pub icon: Option<String>,
     /// When it was archived; null while active.
     pub archived_at: Option<DateTime<Utc>>,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
     /// The last change of title, icon or archive state.
     pub updated_at: DateTime<Utc>,
@@ -41,17 +42,35 @@ impl Canvas {
     }
 }
 
+/// Where a canvas member's role comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleSource {
+    /// They own the canvas.
+    Owner,
+    /// Their role in the canvas's workspace.
+    Workspace,
+    /// A role given on the canvas itself.
+    Canvas,
+}
+
 /// One entry of a canvas's combined member list.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CanvasMember {
+    /// The member's user id.
     pub user_id: Uuid,
+    /// The member's display name.
     pub name: Option<String>,
+    /// The member's email address.
     pub email: Option<String>,
     /// `owner`; a workspace role (`owner`, `admin`, `member`, `viewer`); or a canvas role
     /// (`editor`, `commenter`, `viewer`).
+    #[schema(value_type = crate::access::AnyRole)]
     pub role: String,
     /// `owner`, `workspace` or `canvas`: where the role comes from.
+    #[schema(value_type = RoleSource)]
     pub source: String,
+    /// When the role was given.
     pub created_at: DateTime<Utc>,
 }
 
@@ -123,6 +142,7 @@ pub enum CanvasOrder {
 /// A canvas in a list: with its workspace's name and when it last changed.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ListedCanvas {
+    /// The canvas (its fields appear at the top level).
     #[serde(flatten)]
     pub canvas: Canvas,
     /// The workspace's name; null for a personal canvas.

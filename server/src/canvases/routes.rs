@@ -24,9 +24,12 @@ pub const MAX_TITLE_CHARS: usize = potentia_sync::schema::MAX_TITLE_CHARS;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Launch plan", "icon": "🚀", "workspace_id": "0192f4a8-7c1e-7d3a-9b52-3f1c2a4d5e6f"}))]
 pub struct CreateCanvas {
+    /// The title, at most 500 characters; empty when omitted.
     #[serde(default)]
     pub title: Option<String>,
+    /// An emoji or an image URL, at most 2,048 characters.
     pub icon: Option<String>,
     /// Omit for a personal canvas; members (not viewers) may create in a workspace.
     pub workspace_id: Option<Uuid>,
@@ -35,8 +38,11 @@ pub struct CreateCanvas {
 /// Absent fields stay; `null` clears the icon.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Launch plan (Q3)"}))]
 pub struct PatchCanvas {
+    /// A new title, at most 500 characters; written through the document, so connected clients see it.
     pub title: Option<String>,
+    /// A new icon (at most 2,048 characters); `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub icon: Option<Option<String>>,
@@ -44,6 +50,7 @@ pub struct PatchCanvas {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Launch plan — template"}))]
 pub struct DuplicateCanvas {
     /// Defaults to "<title> (copy)".
     pub title: Option<String>,
@@ -64,7 +71,9 @@ pub struct ListCanvases {
     /// Archived canvases instead of active ones.
     #[serde(default)]
     pub archived: bool,
+    /// Page size, 1 to 100; 50 when omitted.
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -88,20 +97,30 @@ pub struct DeleteCanvasParams {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Permissions {
+    /// The canvas asked about.
     pub canvas_id: Uuid,
-    /// `owner`, `admin`, `member`, `editor`, `commenter` or `viewer`.
+    /// The role that grants `access`: `owner`, `admin` or `member` (of the workspace),
+    /// `editor`, `commenter` or `viewer`.
+    #[schema(value_type = crate::access::AnyRole)]
     pub role: String,
+    /// What the caller may do, in increasing order: `none`, `read`, `comment`, `write`, `admin`.
     pub access: Access,
+    /// Whether the caller may read blocks and open the document.
     pub can_read: bool,
+    /// Whether the caller may comment.
     pub can_comment: bool,
+    /// Whether the caller may edit blocks, the title and the icon.
     pub can_write: bool,
+    /// Whether the caller may manage members, archive and delete.
     pub can_admin: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "commenter"}))]
 pub struct ChangeCanvasRole {
     /// `editor`, `commenter` or `viewer`.
+    #[schema(value_type = crate::access::CanvasRole)]
     pub role: String,
 }
 
@@ -118,7 +137,7 @@ fn icon_of(icon: Option<String>) -> Result<Option<String>, ApiError> {
 /// Creates a canvas owned by the caller, personal or in a workspace.
 #[utoipa::path(post, path = "/api/v1/canvases", tag = "canvases", security(("bearer" = [])),
     request_body = CreateCanvas,
-    responses((status = 201, body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The new canvas", body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_canvas(
     State(state): State<AppState>,
@@ -159,7 +178,7 @@ pub async fn create_canvas(
 /// can read; active or archived; by creation or by last activity.
 #[utoipa::path(get, path = "/api/v1/canvases", tag = "canvases", security(("bearer" = [])),
     params(ListCanvases),
-    responses((status = 200, body = Page<ListedCanvas>), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "One page of canvases", body = Page<ListedCanvas>), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_canvases(
     State(state): State<AppState>,
@@ -192,9 +211,10 @@ pub async fn list_canvases(
     })))
 }
 
+/// The canvas, for anyone who can read it.
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}", tag = "canvases", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)),
-    responses((status = 200, body = Canvas), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The canvas", body = Canvas), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_canvas(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -211,7 +231,7 @@ pub async fn get_canvas(
 /// connected clients see it live, and the row follows (audited as `canvas.update`).
 #[utoipa::path(patch, path = "/api/v1/canvases/{canvas_id}", tag = "canvases", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)), request_body = PatchCanvas,
-    responses((status = 200, body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The canvas as changed; connected clients see the new title or icon live", body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_canvas(
     State(state): State<AppState>,
@@ -264,7 +284,7 @@ async fn set_archived(
 /// Archives the canvas: it leaves the default lists but keeps its content (write access).
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/archive", tag = "canvases", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)),
-    responses((status = 200, body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The archived canvas", body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn archive_canvas(
     State(state): State<AppState>,
@@ -278,7 +298,7 @@ pub async fn archive_canvas(
 /// Restores an archived canvas (write access).
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/restore", tag = "canvases", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)),
-    responses((status = 200, body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The restored canvas", body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn restore_canvas(
     State(state): State<AppState>,
@@ -293,7 +313,7 @@ pub async fn restore_canvas(
 /// workspace, where the caller must be a member, or the caller's personal canvases).
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/duplicate", tag = "canvases", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)), request_body = DuplicateCanvas,
-    responses((status = 201, body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The copy, with a copy of every block", body = Canvas), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn duplicate_canvas(
     State(state): State<AppState>,
@@ -404,7 +424,7 @@ pub async fn delete_canvas(
 /// What the caller may do on the canvas.
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/permissions", tag = "canvases", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)),
-    responses((status = 200, body = Permissions), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "What the caller may do", body = Permissions), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_permissions(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -425,7 +445,7 @@ pub async fn get_permissions(
 /// Everyone with a role on the canvas: its owner, the workspace's members and direct members.
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/members", tag = "canvases", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<CanvasMember>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of members: the owner, workspace members and direct members", body = Page<CanvasMember>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_canvas_members(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -8,8 +8,25 @@ use uuid::Uuid;
 
 use crate::pagination::{PageRequest, Position};
 
+/// Where an invitation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationStatus {
+    /// Sent, not answered, not expired.
+    Pending,
+    /// Accepted: the role is granted.
+    Accepted,
+    /// Declined by the addressee.
+    Declined,
+    /// Withdrawn by an admin before an answer.
+    Revoked,
+    /// Not answered before `expires_at`.
+    Expired,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Invitation {
+    /// The invitation's id.
     pub id: Uuid,
     /// The workspace it invites to; null for a canvas invitation.
     pub workspace_id: Option<Uuid>,
@@ -24,10 +41,12 @@ pub struct Invitation {
     pub email: Option<String>,
     /// The role it grants: `admin`, `member` or `viewer` (workspace), `editor`, `commenter` or
     /// `viewer` (canvas).
+    #[schema(value_type = crate::access::AnyRole)]
     pub role: String,
     /// Who sent it; null once that account is gone.
     pub invited_by: Option<Uuid>,
     /// `pending`, `accepted`, `declined`, `revoked` or `expired`.
+    #[schema(value_type = InvitationStatus)]
     pub status: String,
     /// The account that accepted it: the addressee, or whoever used the token link.
     pub accepted_by: Option<Uuid>,
@@ -35,6 +54,7 @@ pub struct Invitation {
     pub responded_at: Option<DateTime<Utc>>,
     /// After this it can no longer be accepted.
     pub expires_at: DateTime<Utc>,
+    /// When it was sent.
     pub created_at: DateTime<Utc>,
 }
 
@@ -270,14 +290,24 @@ pub async fn set_status<'e>(db: impl PgExecutor<'e>, id: Uuid, status: &str) -> 
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct InviteLink {
+    /// The link's id.
     pub id: Uuid,
+    /// The workspace it joins.
     pub workspace_id: Uuid,
+    /// The role it grants: `member` or `viewer`.
+    #[schema(value_type = crate::access::WorkspaceRole)]
     pub role: String,
+    /// Who made it; null once that account is gone.
     pub created_by: Option<Uuid>,
+    /// After this it no longer works; null when it never expires.
     pub expires_at: Option<DateTime<Utc>>,
+    /// How many people may join with it; null for unlimited.
     pub max_uses: Option<i32>,
+    /// How many have joined with it.
     pub uses: i32,
+    /// When it was revoked; null while active.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was made.
     pub created_at: DateTime<Utc>,
 }
 

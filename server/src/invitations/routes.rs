@@ -18,7 +18,7 @@ use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
 use crate::canvases::db as canvases_db;
 use crate::email::{NewEmail, KIND_CANVAS_INVITATION, KIND_WORKSPACE_INVITATION};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
 use crate::secret;
@@ -31,17 +31,20 @@ use crate::workspaces::Workspace;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "grace@example.org", "role": "member"}))]
 pub struct CreateInvitation {
     /// Invite an existing user…
     pub user_id: Option<Uuid>,
     /// …or an email address (the account may not exist yet).
     pub email: Option<String>,
     /// Workspace: `admin`, `member` or `viewer`. Canvas: `editor`, `commenter` or `viewer`.
+    #[schema(value_type = crate::access::AnyRole)]
     pub role: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedInvitation {
+    /// The invitation as recorded.
     pub invitation: Invitation,
     /// The secret that accepts the invitation (`POST /api/v1/invitations/accept`); shown once.
     pub token: String,
@@ -49,14 +52,18 @@ pub struct CreatedInvitation {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "Zk4pN8sQ1wT6yB3mC9vR2xL7hJ5dF0gAeUoKiWnYtMq"}))]
 pub struct InvitationToken {
+    /// The secret from the invitation (`CreatedInvitation.token`, also in the invitation email).
     pub token: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "member", "expires_in_secs": 604800, "max_uses": 20}))]
 pub struct CreateInviteLink {
     /// `member` or `viewer`.
+    #[schema(value_type = crate::access::WorkspaceRole)]
     pub role: String,
     /// Seconds until the link expires; omitted, it never does.
     pub expires_in_secs: Option<i64>,
@@ -66,6 +73,7 @@ pub struct CreateInviteLink {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedInviteLink {
+    /// The link as recorded.
     pub link: InviteLink,
     /// The code to share (`POST /api/v1/invite-links/join`); shown once.
     pub code: String,
@@ -73,8 +81,43 @@ pub struct CreatedInviteLink {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "Hs7Vb2Qw9XcE4rT1yU8iO3pA6sD5fG0hJkLzMnBvCxN"}))]
 pub struct JoinByLink {
+    /// The link's code (`CreatedInviteLink.code`).
     pub code: String,
+}
+
+/// Who an invitation is addressed to.
+enum Addressee {
+    User(Uuid),
+    /// A normalized email address; the account may not exist yet.
+    Email(String),
+}
+
+/// The role an invitation to `target` may grant.
+fn invitation_role(target: Target, role: &str) -> Result<&'static str, FieldError> {
+    match target {
+        Target::Workspace(_) => match WorkspaceRole::parse(role) {
+            Some(WorkspaceRole::Owner) | None => {
+                Err(FieldError::new("role", "must be admin, member or viewer"))
+            }
+            Some(role) => Ok(role.as_str()),
+        },
+        Target::Canvas(_) => CanvasRole::parse(role)
+            .map(CanvasRole::as_str)
+            .ok_or_else(|| FieldError::new("role", "must be editor, commenter or viewer")),
+    }
+}
+
+fn addressee_of(user_id: Option<Uuid>, email: Option<String>) -> Result<Addressee, FieldError> {
+    match (user_id, email) {
+        (Some(user_id), None) => Ok(Addressee::User(user_id)),
+        (None, Some(email)) => normalize_email(&email).map(Addressee::Email),
+        _ => Err(FieldError::new(
+            "user_id",
+            "send exactly one of user_id and email",
+        )),
+    }
 }
 
 /// Checks the body and the inviter's rights, then records the invitation.
@@ -85,17 +128,12 @@ async fn invite(
     target: Target,
     body: CreateInvitation,
 ) -> ApiResult<(StatusCode, ApiJson<CreatedInvitation>)> {
-    let role = match target {
-        Target::Workspace(_) => match WorkspaceRole::parse(&body.role) {
-            Some(WorkspaceRole::Owner) | None => None,
-            Some(role) => Some(role.as_str()),
-        }
-        .ok_or_else(|| ApiError::invalid_field("role", "must be admin, member or viewer"))?,
-        Target::Canvas(_) => CanvasRole::parse(&body.role)
-            .map(CanvasRole::as_str)
-            .ok_or_else(|| {
-                ApiError::invalid_field("role", "must be editor, commenter or viewer")
-            })?,
+    let mut errors = FieldErrors::default();
+    let role = errors.check(invitation_role(target, &body.role));
+    let addressee = errors.check(addressee_of(body.user_id, body.email));
+    errors.into_result()?;
+    let (Some(role), Some(addressee)) = (role, addressee) else {
+        return Err(ApiError::Internal("validated fields missing".into()));
     };
     let mut tx = state.db.begin().await?;
     match target {
@@ -107,25 +145,18 @@ async fn invite(
         }
     }
     // `deliver_to`: where the invitation email goes, if anywhere.
-    let (invitee_id, email, deliver_to) = match (body.user_id, body.email) {
-        (Some(user_id), None) => {
+    let (invitee_id, email, deliver_to) = match addressee {
+        Addressee::User(user_id) => {
             let invitee = users_db::find(&mut *tx, user_id)
                 .await?
                 .ok_or_else(|| ApiError::invalid_field("user_id", "no user has this id"))?;
             (Some(user_id), None, invitee.email)
         }
-        (None, Some(email)) => {
-            let email = normalize_email(&email).map_err(|e| ApiError::invalid_fields(vec![e]))?;
+        Addressee::Email(email) => {
             let existing = users_db::find_credentials(&mut *tx, &email)
                 .await?
                 .map(|c| c.id);
             (existing, Some(email.clone()), Some(email))
-        }
-        _ => {
-            return Err(ApiError::invalid_field(
-                "user_id",
-                "send exactly one of user_id and email",
-            ))
         }
     };
     if let Some(invitee) = invitee_id {
@@ -245,7 +276,7 @@ fn invitation_email(
 /// Invites a user or an email address to the workspace (admins and the owner).
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/invitations", tag = "invitations", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = CreateInvitation,
-    responses((status = 201, body = CreatedInvitation), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The invitation and its one-time token", body = CreatedInvitation), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "Already a member, or already invited", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -269,7 +300,7 @@ pub async fn invite_to_workspace(
 /// Invites a user or an email address to the canvas (canvas admins).
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/invitations", tag = "invitations", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)), request_body = CreateInvitation,
-    responses((status = 201, body = CreatedInvitation), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The invitation and its one-time token", body = CreatedInvitation), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "Already a member, or already invited", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -293,7 +324,7 @@ pub async fn invite_to_canvas(
 /// Pending invitations of the workspace (admins and the owner).
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/invitations", tag = "invitations", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<Invitation>), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "One page of the workspace's invitations, oldest first", body = Page<Invitation>), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_workspace_invitations(
     State(state): State<AppState>,
@@ -311,7 +342,7 @@ pub async fn list_workspace_invitations(
 /// Pending invitations of the canvas (canvas admins).
 #[utoipa::path(get, path = "/api/v1/canvases/{canvas_id}/invitations", tag = "invitations", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<Invitation>), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "One page of the canvas's invitations, oldest first", body = Page<Invitation>), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_canvas_invitations(
     State(state): State<AppState>,
@@ -327,7 +358,7 @@ pub async fn list_canvas_invitations(
 
 /// The caller's pending invitations (addressed to the account or to its email).
 #[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", security(("bearer" = [])),
-    params(PageParams), responses((status = 200, body = Page<Invitation>),
+    params(PageParams), responses((status = 200, description = "One page of invitations the caller can accept", body = Page<Invitation>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad `limit` or `cursor`", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_my_invitations(
@@ -436,7 +467,7 @@ async fn respond(
 /// Accepts an invitation addressed to the caller.
 #[utoipa::path(post, path = "/api/v1/invitations/{invitation_id}/accept", tag = "invitations", security(("bearer" = [])),
     params(("invitation_id" = Uuid, Path)),
-    responses((status = 200, body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The accepted invitation; the caller now has its role", body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "Not pending, or expired", body = Problem, content_type = "application/problem+json")))]
 pub async fn accept_invitation(
     State(state): State<AppState>,
@@ -458,7 +489,7 @@ pub async fn accept_invitation(
 /// Declines an invitation addressed to the caller.
 #[utoipa::path(post, path = "/api/v1/invitations/{invitation_id}/decline", tag = "invitations", security(("bearer" = [])),
     params(("invitation_id" = Uuid, Path)),
-    responses((status = 200, body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The declined invitation", body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn decline_invitation(
     State(state): State<AppState>,
@@ -486,7 +517,7 @@ async fn invitation_by_token(state: &AppState, token: &str) -> ApiResult<Uuid> {
 /// Accepts the invitation whose token the caller holds (the link sent by email or shared).
 #[utoipa::path(post, path = "/api/v1/invitations/accept", tag = "invitations", security(("bearer" = [])),
     request_body = InvitationToken,
-    responses((status = 200, body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The accepted invitation; the caller now has its role", body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn accept_invitation_by_token(
     State(state): State<AppState>,
@@ -509,7 +540,7 @@ pub async fn accept_invitation_by_token(
 /// Declines the invitation whose token the caller holds.
 #[utoipa::path(post, path = "/api/v1/invitations/decline", tag = "invitations", security(("bearer" = [])),
     request_body = InvitationToken,
-    responses((status = 200, body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The declined invitation", body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn decline_invitation_by_token(
     State(state): State<AppState>,
@@ -581,7 +612,7 @@ pub async fn revoke_invitation(
 /// Creates an invite link (admins and the owner).
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/invite-links", tag = "invitations", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = CreateInviteLink,
-    responses((status = 201, body = CreatedInviteLink), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The link and its code, shown once", body = CreatedInviteLink), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_invite_link(
     State(state): State<AppState>,
@@ -647,7 +678,7 @@ pub async fn create_invite_link(
 /// The workspace's invite links, with their use counts (admins and the owner).
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/invite-links", tag = "invitations", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<InviteLink>), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "One page of the workspace's invite links", body = Page<InviteLink>), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_invite_links(
     State(state): State<AppState>,
@@ -695,7 +726,7 @@ pub async fn revoke_invite_link(
 /// workspace and the link's use count stays.
 #[utoipa::path(post, path = "/api/v1/invite-links/join", tag = "invitations", security(("bearer" = [])),
     request_body = JoinByLink,
-    responses((status = 200, body = Workspace), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The workspace the caller joined", body = Workspace), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "Revoked, expired or used up", body = Problem, content_type = "application/problem+json")))]
 pub async fn join_by_link(
     State(state): State<AppState>,

@@ -90,8 +90,11 @@ pub enum Signal {
 /// One search result.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchHit {
+    /// `block` for a match in a block's text, `canvas` for a match in the title.
     pub kind: HitKind,
+    /// The canvas the match is in.
     pub canvas_id: Uuid,
+    /// That canvas's title.
     pub canvas_title: String,
     /// The matching block; null for a title match.
     pub block_id: Option<Uuid>,
@@ -123,7 +126,9 @@ pub enum FallbackReason {
 /// A page of results.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchPage {
+    /// The results, best first.
     pub items: Vec<SearchHit>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
     /// The mode that answered (`text` when it fell back).
     pub mode: SearchMode,
@@ -438,7 +443,7 @@ fn into_page<T, H: From<T>>(
 /// one) is answered by text alone, with `fallback` saying why: never a 5xx for that.
 #[utoipa::path(get, path = "/api/v1/search", tag = "search", security(("bearer" = [])),
     params(SearchParams),
-    responses((status = 200, body = SearchPage),
+    responses((status = 200, description = "One page of results, best first", body = SearchPage),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]

@@ -47,6 +47,7 @@ pub struct TaskParams {
     pub workspace_id: Option<Uuid>,
     /// Tasks per page, 1–500 (default 100).
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page (with the same filters).
     pub cursor: Option<String>,
 }
 
@@ -96,7 +97,7 @@ fn decode_cursor(cursor: &str) -> Result<TaskPosition, ApiError> {
 /// canvas, block id and version each needs to be checked off.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", security(("bearer" = [])),
     params(TaskParams),
-    responses((status = 200, body = TaskPage),
+    responses((status = 200, description = "One page of tasks, by due time", body = TaskPage),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "The canvas or workspace is not one the caller can read", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]

@@ -15,8 +15,11 @@ pub const MAX_PREFERENCES_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct User {
+    /// The user's id.
     pub id: Uuid,
+    /// Sign-in email address, lower-cased; null for accounts from an external issuer without one.
     pub email: Option<String>,
+    /// Display name.
     pub name: Option<String>,
     /// E.164, e.g. `+14155552671`.
     pub phone: Option<String>,
@@ -24,16 +27,21 @@ pub struct User {
     pub timezone: String,
     /// BCP 47 language tag, e.g. `en-GB`.
     pub locale: String,
+    /// Free-form client settings (at most 16 KiB of JSON), stored as given.
     #[schema(value_type = Object)]
     pub preferences: Value,
+    /// When the account was created.
     pub created_at: DateTime<Utc>,
+    /// When the profile last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 /// `PATCH /auth/me`: absent fields stay, `null` clears `name` and `phone`.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada King", "timezone": "Europe/Paris", "preferences": {"theme": "dark"}}))]
 pub struct ProfilePatch {
+    /// Display name, 1 to 200 characters; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
@@ -41,7 +49,9 @@ pub struct ProfilePatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
+    /// IANA time zone, e.g. `Europe/Paris`; calendar views and reminders use it.
     pub timezone: Option<String>,
+    /// BCP 47 language tag, e.g. `en-GB`.
     pub locale: Option<String>,
     /// Replaces the whole preferences object.
     #[schema(value_type = Option<Object>)]

@@ -14,7 +14,7 @@ use crate::state::AppState;
     get, path = "/api/v1/auth/me", tag = "auth",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = User),
+        (status = 200, description = "The caller's profile", body = User),
         (status = 401, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -31,7 +31,7 @@ pub async fn get_me(State(state): State<AppState>, caller: AuthUser) -> ApiResul
     security(("bearer" = [])),
     request_body = ProfilePatch,
     responses(
-        (status = 200, body = User),
+        (status = 200, description = "The profile as changed", body = User),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid field, named in `errors`", body = Problem, content_type = "application/problem+json"),
     )

@@ -10,22 +10,34 @@ use crate::pagination::{PageRequest, Position};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Workspace {
+    /// The workspace's id.
     pub id: Uuid,
+    /// Its name, 1 to 200 characters.
     pub name: String,
+    /// An emoji or an image URL, at most 2,048 characters.
     pub icon: Option<String>,
+    /// What the workspace is for, at most 2,000 characters.
     pub description: Option<String>,
     /// The caller's role in it.
+    #[schema(value_type = crate::access::WorkspaceRole)]
     pub role: String,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When its name, icon or description last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 /// A member with the name and email others see.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Member {
+    /// The member's user id.
     pub user_id: Uuid,
+    /// The member's display name.
     pub name: Option<String>,
+    /// The member's email address.
     pub email: Option<String>,
+    /// The member's role: `owner` (exactly one), `admin`, `member` or `viewer`.
+    #[schema(value_type = crate::access::WorkspaceRole)]
     pub role: String,
     /// When they joined.
     pub created_at: DateTime<Utc>,

@@ -22,20 +22,28 @@ pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme launch", "icon": "🏁", "description": "Everything for the Q3 launch"}))]
 pub struct CreateWorkspace {
+    /// Its name, 1 to 200 characters.
     pub name: String,
+    /// An emoji or an image URL, at most 2,048 characters.
     pub icon: Option<String>,
+    /// What the workspace is for, at most 2,000 characters.
     pub description: Option<String>,
 }
 
 /// Absent fields stay; `null` clears `icon` and `description`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"description": null}))]
 pub struct PatchWorkspace {
+    /// A new name, 1 to 200 characters.
     pub name: Option<String>,
+    /// A new icon (emoji or image URL, at most 2,048 characters); `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub icon: Option<Option<String>>,
+    /// A new description (at most 2,000 characters); `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
@@ -43,13 +51,16 @@ pub struct PatchWorkspace {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "admin"}))]
 pub struct ChangeRole {
     /// `admin`, `member` or `viewer`; ownership moves only by transfer.
+    #[schema(value_type = crate::access::WorkspaceRole)]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "0192f4a8-7c1e-7d3a-9b52-3f1c2a4d5e6f"}))]
 pub struct TransferOwnership {
     /// A current member, who becomes the owner; the previous owner becomes an admin.
     pub user_id: Uuid,
@@ -57,6 +68,7 @@ pub struct TransferOwnership {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkspaceDeleted {
+    /// The deleted workspace's id.
     pub id: Uuid,
     /// The workspace's canvases, deleted with it.
     pub canvases_deleted: i64,
@@ -71,7 +83,7 @@ fn workspace_json(w: &Workspace) -> serde_json::Value {
 /// Creates a workspace owned by the caller.
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])),
     request_body = CreateWorkspace,
-    responses((status = 201, body = Workspace), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "The new workspace; the caller is its owner", body = Workspace), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_workspace(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -111,7 +123,7 @@ pub async fn create_workspace(
 
 /// The workspaces the caller belongs to.
 #[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])),
-    params(PageParams), responses((status = 200, body = Page<Workspace>),
+    params(PageParams), responses((status = 200, description = "One page of the caller's workspaces", body = Page<Workspace>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad `limit` or `cursor`", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_workspaces(
@@ -124,9 +136,10 @@ pub async fn list_workspaces(
     Ok(ApiJson(Page::from_rows(rows, &page, Workspace::position)))
 }
 
+/// The workspace with the caller's role in it, for its members.
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)),
-    responses((status = 200, body = Workspace), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The workspace", body = Workspace), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_workspace(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -141,7 +154,7 @@ pub async fn get_workspace(
 /// Changes name, icon or description (admins and the owner).
 #[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = PatchWorkspace,
-    responses((status = 200, body = Workspace), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The workspace as changed", body = Workspace), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_workspace(
     State(state): State<AppState>,
@@ -202,7 +215,7 @@ pub async fn patch_workspace(
 /// only).
 #[utoipa::path(delete, path = "/api/v1/workspaces/{workspace_id}", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)),
-    responses((status = 200, body = WorkspaceDeleted), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "What was deleted with the workspace", body = WorkspaceDeleted), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_workspace(
     State(state): State<AppState>,
@@ -271,7 +284,7 @@ pub async fn leave_workspace(
 /// Makes another member the owner; the previous owner becomes an admin (owner only).
 #[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/transfer", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path)), request_body = TransferOwnership,
-    responses((status = 200, body = Member), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The new owner's membership", body = Member), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn transfer_ownership(
     State(state): State<AppState>,
@@ -311,7 +324,7 @@ pub async fn transfer_ownership(
 /// Members with name, email and role (any member may look).
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace_id}/members", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), PageParams),
-    responses((status = 200, body = Page<Member>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "One page of members", body = Page<Member>), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_members(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -327,7 +340,7 @@ pub async fn list_members(
 /// Changes a member's role (admins and the owner); the owner's role changes only by transfer.
 #[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}/members/{user_id}", tag = "workspaces", security(("bearer" = [])),
     params(("workspace_id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = ChangeRole,
-    responses((status = 200, body = Member), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, description = "The membership with its new role", body = Member), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn change_member_role(

@@ -1,7 +1,7 @@
 //! Every error is problem+json with a request id: extractor rejections, unknown routes,
 //! oversized bodies, wrong methods and media types.
 
-use potentia_tests::{expect_problem, TestApp};
+use potentia_tests::{error_fields, expect_problem, TestApp};
 
 #[tokio::test]
 async fn malformed_json_is_a_400_problem() {
@@ -181,14 +181,10 @@ async fn every_invalid_field_of_a_body_is_named_in_product_words() {
         .await
         .unwrap();
     let problem = expect_problem(response, 422, "validation_failed").await;
-    let mut fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    fields.sort_unstable();
-    assert_eq!(fields, ["colour", "icon", "title", "workspace_id"]);
+    assert_eq!(
+        error_fields(&problem),
+        ["colour", "icon", "title", "workspace_id"]
+    );
     let text = problem.to_string();
     assert!(text.contains("must be an id"), "{text}");
     assert!(

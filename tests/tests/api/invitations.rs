@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use potentia_tests::smtp::{smtp_settings, SmtpListener};
-use potentia_tests::TestApp;
+use potentia_tests::{error_fields, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -139,6 +139,22 @@ async fn an_invitation_needs_exactly_one_invitee_and_a_valid_role() {
             "{body}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_invitation_with_a_bad_role_and_a_bad_email_names_both() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let (status, problem) = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "not an email", "role": "boss" }),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(error_fields(&problem), ["email", "role"], "{problem}");
 }
 
 #[tokio::test]
@@ -649,12 +665,8 @@ async fn an_invite_link_with_several_wrong_fields_names_them_all() {
         )
         .await;
     assert_eq!(status, 422, "{problem}");
-    let mut fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    fields.sort_unstable();
-    assert_eq!(fields, ["expires_in_secs", "max_uses", "role"]);
+    assert_eq!(
+        error_fields(&problem),
+        ["expires_in_secs", "max_uses", "role"]
+    );
 }

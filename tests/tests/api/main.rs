@@ -7,6 +7,7 @@ mod canvases;
 mod email;
 mod errors;
 mod invitations;
+mod openapi;
 mod ops;
 mod profile;
 mod search;

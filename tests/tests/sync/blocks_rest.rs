@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use potentia_sync::schema::{insert_block, read_blocks};
 use potentia_sync::{NewBlock, Position};
-use potentia_tests::TestApp;
+use potentia_tests::{error_fields, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use yrs::Transact;
@@ -465,17 +465,6 @@ async fn markdown_over_the_limit_is_refused_and_changes_nothing() {
     assert_eq!(texts(&list(&f, "").await), Vec::<String>::new());
 }
 
-fn fields(problem: &Value) -> Vec<String> {
-    let mut fields: Vec<String> = problem["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    fields.sort();
-    fields
-}
-
 #[tokio::test]
 async fn known_properties_with_wrong_values_are_a_422_naming_each_and_store_nothing() {
     let f = fixture().await;
@@ -489,7 +478,7 @@ async fn known_properties_with_wrong_values_are_a_422_naming_each_and_store_noth
         )
         .await;
     assert_eq!(status, 422, "{problem}");
-    assert_eq!(fields(&problem), ["props.checked", "props.due_at"]);
+    assert_eq!(error_fields(&problem), ["props.checked", "props.due_at"]);
     for (kind, props, field) in [
         ("heading", json!({ "level": 9 }), "props.level"),
         ("code", json!({ "language": "two words" }), "props.language"),
@@ -509,7 +498,7 @@ async fn known_properties_with_wrong_values_are_a_422_naming_each_and_store_noth
             )
             .await;
         assert_eq!(
-            (status, fields(&problem)),
+            (status, error_fields(&problem)),
             (422, vec![field.to_owned()]),
             "{kind}"
         );
@@ -535,7 +524,7 @@ async fn a_patch_is_checked_against_the_blocks_own_type() {
         )
         .await;
     assert_eq!(status, 422, "{problem}");
-    assert_eq!(fields(&problem), ["props.checked"]);
+    assert_eq!(error_fields(&problem), ["props.checked"]);
     let (status, patched) = f
         .app
         .call(
@@ -642,7 +631,7 @@ async fn rich_text_that_is_not_inline_or_is_given_twice_is_a_422() {
             )
             .await;
         assert_eq!(
-            (status, fields(&problem)),
+            (status, error_fields(&problem)),
             (422, vec![field.to_owned()]),
             "{body}"
         );

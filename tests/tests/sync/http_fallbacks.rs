@@ -3,6 +3,7 @@
 
 use base64::Engine;
 use potentia_client::{full_update, state_vector};
+use potentia_tests::error_fields;
 use reqwest::Method;
 use serde_json::json;
 use yrs::updates::decoder::Decode;
@@ -10,7 +11,9 @@ use yrs::{Doc, ReadTxn, Text, Transact, Update};
 
 use crate::awareness::awareness;
 use crate::convergence::wait_for_rows;
-use crate::support::{append, connected, fixture, stored, text, wait_text, Fixture, WAIT};
+use crate::support::{
+    append, connected, fixture, fixture_with, stored, text, wait_text, Fixture, WAIT,
+};
 
 fn doc_with(text_value: &str) -> Doc {
     let doc = Doc::new();
@@ -315,4 +318,23 @@ async fn http_presence_cannot_take_a_socket_clients_id() {
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["code"], "presence_conflict");
+}
+
+#[tokio::test]
+async fn http_presence_with_a_huge_state_and_an_out_of_range_id_names_both() {
+    // A body limit above the 256 KiB awareness limit, so the state reaches its check.
+    let f = fixture_with(|s| s.http.body_limit_bytes = 1024 * 1024).await;
+    let path = format!("/api/v1/canvases/{}/presence", f.canvas);
+    let huge = "x".repeat(300 * 1024);
+    let (status, body) = f
+        .app
+        .call(
+            Method::PUT,
+            &path,
+            Some(f.owner.access_token()),
+            Some(json!({ "client_id": 1u64 << 60, "clock": 1, "state": { "blob": huge } })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(error_fields(&body), ["client_id", "state"], "{body}");
 }
