@@ -24,6 +24,41 @@ fi
 export POTENTIA_PYTHON="$PY_VENV/bin/python"
 export POTENTIA_REQUIRE_PY_ICALENDAR=1
 
+# Schemathesis (pinned, from PyPI) fuzzes the API against its OpenAPI document. It gets its own
+# venv on CPython 3.13 or later: under 3.11 its runs here crashed inside `ast.parse`
+# ("AST constructor recursion depth mismatch", CPython gh-106905).
+SCHEMATHESIS_VERSION="4.32.5"
+SCHEMATHESIS_VENV="$ROOT/.local/schemathesis"
+newest_python() {
+    local candidate
+    for candidate in python3.15 python3.14 python3.13; do
+        if "$candidate" -c '' >/dev/null 2>&1; then
+            command -v "$candidate"
+            return
+        fi
+    done
+    if have pyenv; then
+        while IFS= read -r candidate; do
+            if "$candidate/bin/python3" -c '' >/dev/null 2>&1; then
+                echo "$candidate/bin/python3"
+                return
+            fi
+        done < <(find "$(pyenv root)/versions" -mindepth 1 -maxdepth 1 -name '3.1[3-9]*' 2>/dev/null | sort -rV)
+    fi
+    return 1
+}
+if [ "$("$SCHEMATHESIS_VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+    SCHEMATHESIS_PYTHON=$(newest_python) ||
+        die "schemathesis needs CPython 3.13 or later (python3.13 on PATH, or a pyenv version)"
+    log "installing schemathesis $SCHEMATHESIS_VERSION into .local/schemathesis ($("$SCHEMATHESIS_PYTHON" --version))"
+    rm -rf "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_PYTHON" -m venv "$SCHEMATHESIS_VENV" ||
+        die "cannot create a Python venv in .local/schemathesis"
+    "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" ||
+        die "pip could not install schemathesis $SCHEMATHESIS_VERSION"
+fi
+export POTENTIA_SCHEMATHESIS="$SCHEMATHESIS_VENV/bin/schemathesis"
+
 # The stock npm Yjs clients for the protocol-compatibility tests (server/tests/js_clients.rs).
 # npm ci leaves node_modules/.package-lock.json behind: reinstall when it predates the lock.
 JS_TESTS="$ROOT/tests/js"

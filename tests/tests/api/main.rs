@@ -10,6 +10,7 @@ mod invitations;
 mod openapi;
 mod ops;
 mod profile;
+mod schemathesis;
 mod search;
 mod semantic_search;
 mod tasks;
