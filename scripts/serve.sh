@@ -26,7 +26,9 @@ POTENTIA_AI_EMBEDDING_MODEL_DIR=${POTENTIA_AI_EMBEDDING_MODEL_DIR:-$("$ROOT/scri
 POTENTIA_AI_CHAT_GGUF=${POTENTIA_AI_CHAT_GGUF:-$("$ROOT/scripts/models.sh" chat-gguf)}
 export POTENTIA_AI_EMBEDDING_MODEL_DIR POTENTIA_AI_CHAT_GGUF
 
-if [ -z "${POTENTIA_JWT_SECRET:-}" ] && [ "${POTENTIA_MODE:-dev}" = dev ]; then
+# The binary defaults to production mode; this script is for development.
+export POTENTIA_MODE=${POTENTIA_MODE:-dev}
+if [ -z "${POTENTIA_JWT_SECRET:-}" ] && [ "$POTENTIA_MODE" = dev ]; then
     secret_file="$ROOT/.local/dev-jwt-secret"
     if [ ! -s "$secret_file" ]; then
         mkdir -p "$ROOT/.local"

@@ -44,7 +44,9 @@ pub struct ServeArgs {
     #[arg(long, env = "POTENTIA_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
-    #[arg(long, env = "POTENTIA_MODE", value_enum, default_value = "dev")]
+    /// `production` unless told otherwise, so a server nobody configured is not a dev server;
+    /// `scripts/serve.sh` runs `dev`.
+    #[arg(long, env = "POTENTIA_MODE", value_enum, default_value = "production")]
     pub mode: Mode,
 
     #[command(flatten)]

@@ -31,6 +31,26 @@ fn production_mode_refuses_to_start_without_a_jwt_secret() {
 }
 
 #[test]
+fn without_a_mode_the_binary_runs_in_production_and_refuses_a_weak_secret() {
+    let out = potentia()
+        .args([
+            "serve",
+            "--database-url",
+            "postgres://u@127.0.0.1:1/x",
+            "--jwt-secret",
+            "short",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("POTENTIA_JWT_SECRET must be at least 32 bytes in production mode"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_invalid_setting_is_named_at_start() {
     let out = potentia()
         .args([
