@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{header, HeaderName, Method, Request};
 use axum::routing::get;
 use axum::{middleware, Router};
@@ -230,15 +230,23 @@ pub fn router(state: AppState) -> Router {
     .layer(middleware::from_fn(problem_responses))
     .layer(cors_layer(&settings.http.cors))
     .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
-    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-        let request_id = req
-            .headers()
-            .get(&REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
-    })
-    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|req: &Request<_>| {
+                let request_id = req
+                    .headers()
+                    .get(&REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                // The route template, never the raw path: a path can carry a secret (an ICS feed URL).
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("request", method = %req.method(), route, request_id)
+            })
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+    )
     .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
     .with_state(state)
 }

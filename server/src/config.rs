@@ -37,7 +37,7 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
 
     /// Redis for cross-node fan-out; without it the node fans out in process.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// Address and port to listen on.
@@ -481,8 +481,13 @@ mod tests {
         serve: ServeArgs,
     }
 
+    /// Settings from `args`, in dev mode unless `args` name a mode (the binary's default is
+    /// production, which would refuse the missing secret most of these tests leave out).
     fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
         let mut argv = vec!["potentia", "--database-url", "postgres://u@127.0.0.1/db"];
+        if !args.contains(&"--mode") {
+            argv.extend_from_slice(&["--mode", "dev"]);
+        }
         argv.extend_from_slice(args);
         Cli::parse_from(argv).serve.validate()
     }

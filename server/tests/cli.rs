@@ -227,3 +227,78 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_cleanly() {
     assert!(status.success(), "exit status {status:?}");
     db.drop_now().await;
 }
+
+#[test]
+fn help_never_shows_a_configured_redis_password() {
+    let out = potentia()
+        .args(["serve", "--help"])
+        .env(
+            "REDIS_URL",
+            "redis://:hunter2-redis-password@127.0.0.1:6379",
+        )
+        .env(
+            "DATABASE_URL",
+            "postgres://u:hunter2-db-password@127.0.0.1/x",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("REDIS_URL"), "{help}");
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+// Multi-threaded: the test blocks on log lines while the request runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_secret_in_the_url_never_reaches_the_logs() {
+    let db = ScratchDb::create().await;
+    let child = potentia()
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .env("DATABASE_URL", &db.url)
+        .env("POTENTIA_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let lines = log_lines(&mut child.0);
+    let listening = wait_for_line(&lines, "listening");
+    let addr = listening
+        .split("\"addr\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("address in the listening line")
+        .to_owned();
+
+    let secret = "feedsecret-Zk4pN8sQ1wT6yB3mC9vR2xL7hJ5dF0gA";
+    let status = reqwest::get(format!("http://{addr}/api/v1/calendar-feeds/{secret}.ics"))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no response line:\n{}",
+            seen.join("\n")
+        );
+        let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let done = line.contains("finished processing request");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    assert!(!log.contains("feedsecret"), "the secret was logged:\n{log}");
+    assert!(
+        log.contains("/api/v1/calendar-feeds/{token}"),
+        "the request is logged by its route template:\n{log}"
+    );
+    db.drop_now().await;
+}
