@@ -211,29 +211,39 @@ pub async fn workspace_calendar_ids<'e>(
     .await
 }
 
-pub async fn set_feed_token_hash<'e>(
+/// Turns the feed on with `hash` (made by `created_by`), or off with `None`.
+pub async fn set_feed_token<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,
-    hash: Option<&[u8]>,
+    feed: Option<(&[u8], Uuid)>,
 ) -> sqlx::Result<()> {
+    let (hash, created_by) = feed.unzip();
     sqlx::query!(
-        "update calendars set feed_token_hash = $2, updated_at = now() where id = $1",
+        "update calendars set feed_token_hash = $2, feed_token_created_by = $3, updated_at = now()
+         where id = $1",
         id,
         hash,
+        created_by,
     )
     .execute(db)
     .await?;
     Ok(())
 }
 
-pub async fn find_calendar_by_feed_hash<'e>(
+/// The calendar whose feed secret hashes to `hash`.
+pub struct FeedCalendar {
+    pub calendar_id: Uuid,
+    /// Who turned the feed on; `None` once that account is gone.
+    pub created_by: Option<Uuid>,
+}
+
+pub async fn find_feed<'e>(
     db: impl PgExecutor<'e>,
     hash: &[u8],
-) -> sqlx::Result<Option<CalendarRecord>> {
+) -> sqlx::Result<Option<FeedCalendar>> {
     sqlx::query_as!(
-        CalendarRecord,
-        r#"select id, workspace_id, owner_id, name, description, color, time_zone,
-                  true as "feed_enabled!", created_at, updated_at
+        FeedCalendar,
+        r#"select id as calendar_id, feed_token_created_by as created_by
            from calendars where feed_token_hash = $1"#,
         hash,
     )

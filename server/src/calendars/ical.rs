@@ -25,7 +25,7 @@ use super::schedules::{
     MAX_REMINDERS, MAX_REMINDER_MINUTES, MAX_TITLE_CHARS,
 };
 use super::{calendar_error, materialize};
-use crate::access::{require_calendar, CalendarRole};
+use crate::access::{calendar_access, require_calendar, CalendarRole};
 use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -286,16 +286,25 @@ pub async fn export_calendar(state: &AppState, calendar_id: Uuid) -> Result<Stri
     params(("token" = String, Path, description = "The feed secret, optionally followed by `.ics`")),
     responses((status = 200, description = "The whole calendar as iCalendar text (at most 20000 schedules, with their exceptions and guests)", content_type = "text/calendar"),
               (status = 400, description = "The token is not valid UTF-8 once percent-decoded (`invalid_path_parameter`)", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No calendar has this feed secret: the feed is off, or the secret was rotated", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "No calendar has this feed secret: the feed is off, the secret was rotated, or whoever turned it on no longer has the owner role", body = Problem, content_type = "application/problem+json")))]
 pub async fn calendar_feed(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
 ) -> ApiResult<Response> {
     let token = token.strip_suffix(".ics").unwrap_or(&token);
-    let calendar = db::find_calendar_by_feed_hash(&state.db, &feed_hash(token))
+    let not_found = || ApiError::NotFound { what: "feed" };
+    let feed = db::find_feed(&state.db, &feed_hash(token))
         .await?
-        .ok_or(ApiError::NotFound { what: "feed" })?;
-    let text = export_calendar(&state, calendar.id).await?;
+        .ok_or_else(not_found)?;
+    // A feed lives only as long as its maker may still turn it on.
+    let maker = feed.created_by.ok_or_else(not_found)?;
+    let maker_role = calendar_access(&state.db, maker, feed.calendar_id)
+        .await?
+        .and_then(|access| access.role);
+    if maker_role < Some(CalendarRole::Owner) {
+        return Err(not_found());
+    }
+    let text = export_calendar(&state, feed.calendar_id).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),

@@ -679,7 +679,7 @@ pub async fn rotate_feed_token(
     let mut tx = state.db.begin().await?;
     require_calendar(&mut *tx, caller.id, calendar_id, CalendarRole::Owner).await?;
     let before = load(&mut *tx, calendar_id).await?;
-    db::set_feed_token_hash(&mut *tx, calendar_id, Some(&feed_hash(&token))).await?;
+    db::set_feed_token(&mut *tx, calendar_id, Some((&feed_hash(&token), caller.id))).await?;
     audit::record(
         &mut *tx,
         AuditEntry::new("calendar.feed_token_rotate", "calendar", calendar_id)
@@ -709,7 +709,7 @@ pub async fn revoke_feed_token(
     let mut tx = state.db.begin().await?;
     require_calendar(&mut *tx, caller.id, calendar_id, CalendarRole::Owner).await?;
     let before = load(&mut *tx, calendar_id).await?;
-    db::set_feed_token_hash(&mut *tx, calendar_id, None).await?;
+    db::set_feed_token(&mut *tx, calendar_id, None).await?;
     audit::record(
         &mut *tx,
         AuditEntry::new("calendar.feed_token_revoke", "calendar", calendar_id)

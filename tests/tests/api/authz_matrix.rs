@@ -152,7 +152,8 @@ async fn scenario(db: &PgPool) -> Scenario {
     let calendar = Uuid::now_v7();
     let feed_token = format!("cal_{}", Uuid::new_v4().simple());
     sqlx::query(
-        "insert into calendars (id, workspace_id, owner_id, name, feed_token_hash) values ($1, $2, $3, 'Team', $4)",
+        "insert into calendars (id, workspace_id, owner_id, name, feed_token_hash, feed_token_created_by)
+         values ($1, $2, $3, 'Team', $4, $3)",
     )
     .bind(calendar)
     .bind(workspace)

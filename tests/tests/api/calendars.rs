@@ -1267,6 +1267,62 @@ async fn a_rotated_feed_token_retires_the_old_url() {
     assert_eq!(fetch_feed(&app, &new).await.0, 404);
 }
 
+#[tokio::test]
+async fn a_feed_stops_when_its_maker_loses_the_owner_role() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let bob = app.sign_up("bob@example.org").await;
+    let team = app.create_workspace(ada.access_token(), "Team").await;
+    app.add_member(ada.access_token(), team, &bob, "admin")
+        .await;
+    let cal = calendar(&app, &ada, json!({ "name": "Team", "workspace_id": team })).await;
+    // Bob, a workspace admin, owns the team's calendars and turns the feed on.
+    let path = feed_path(&app, &bob, cal).await;
+    assert_eq!(fetch_feed(&app, &path).await.0, 200);
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{team}/members/{}", bob.user_id()),
+            Some(ada.access_token()),
+            Some(json!({ "role": "member" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        fetch_feed(&app, &path).await.0,
+        404,
+        "a member may not turn a feed on"
+    );
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{team}/members/{}", bob.user_id()),
+            Some(ada.access_token()),
+            Some(json!({ "role": "admin" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        fetch_feed(&app, &path).await.0,
+        200,
+        "the role is back, and the feed with it"
+    );
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/workspaces/{team}/members/{}", bob.user_id()),
+            Some(ada.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        fetch_feed(&app, &path).await.0,
+        404,
+        "a former member's feed is gone"
+    );
+}
+
 const PYTHON_READER: &str = r#"
 import json, sys
 import icalendar
