@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{potentia, wait_for_line, KillOnDrop, ScratchDb, SECRET};
+use common::{listening_addr, potentia, wait_for_line, KillOnDrop, ScratchDb, SECRET};
 
 const EMBEDDING_KEY: &str = "sk-embed-0a1b2c3d4e5f-must-never-be-logged";
 const CHAT_KEY: &str = "AIza-chat-9z8y7x6w-must-never-be-logged";
@@ -121,12 +121,7 @@ async fn keys_never_reach_logs_metrics_or_answers_even_when_the_provider_echoes_
         });
     }
     let listening = wait_for_line(&lines, "listening");
-    let addr = listening
-        .split("\"addr\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("address in the listening line")
-        .to_owned();
+    let addr = listening_addr(&listening);
     let http = reqwest::Client::new();
     let signup: serde_json::Value = http
         .post(format!("http://{addr}/api/v1/auth/signup"))

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{log_lines, potentia, wait_for_line, KillOnDrop, ScratchDb, SECRET};
+use common::{listening_addr, log_lines, potentia, wait_for_line, KillOnDrop, ScratchDb, SECRET};
 
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 
@@ -184,12 +184,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_cleanly() {
     let mut child = KillOnDrop(child);
     let lines = log_lines(&mut child.0);
     let listening = wait_for_line(&lines, "listening");
-    let addr = listening
-        .split("addr=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("address in the listening line")
-        .to_owned();
+    let addr = listening_addr(&listening);
 
     let signup = tokio::spawn(async move {
         reqwest::Client::new()
@@ -264,12 +259,7 @@ async fn a_feed_secret_in_the_url_never_reaches_the_logs() {
     let mut child = KillOnDrop(child);
     let lines = log_lines(&mut child.0);
     let listening = wait_for_line(&lines, "listening");
-    let addr = listening
-        .split("\"addr\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("address in the listening line")
-        .to_owned();
+    let addr = listening_addr(&listening);
 
     let secret = "feedsecret-Zk4pN8sQ1wT6yB3mC9vR2xL7hJ5dF0gA";
     let status = reqwest::get(format!("http://{addr}/api/v1/calendar-feeds/{secret}.ics"))

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{log_lines, potentia, wait_for_line, KillOnDrop, ScratchDb, SECRET};
+use common::{listening_addr, log_lines, potentia, wait_for_line, KillOnDrop, ScratchDb, SECRET};
 use potentia_client::SyncClient;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -33,12 +33,7 @@ fn start_server(db: &ScratchDb) -> (KillOnDrop, String) {
     let mut child = KillOnDrop(child);
     let lines = log_lines(&mut child.0);
     let listening = wait_for_line(&lines, "listening");
-    let addr = listening
-        .split("addr=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("address in the listening line")
-        .to_owned();
+    let addr = listening_addr(&listening);
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || while lines.recv().is_ok() {});
     (child, addr)

@@ -88,6 +88,21 @@ pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
     panic!("the server never logged {needle:?}");
 }
 
+/// The address in the server's `listening` log line, human (`addr=…`) or JSON (`"addr":"…"`).
+pub fn listening_addr(line: &str) -> String {
+    let human = line
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next());
+    let json = line
+        .split("\"addr\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next());
+    json.or(human)
+        .unwrap_or_else(|| panic!("no address in the listening line: {line}"))
+        .to_owned()
+}
+
 /// Kills the server if the test fails before it exits by itself.
 pub struct KillOnDrop(pub Child);
 

@@ -1184,15 +1184,10 @@ fn rows() -> Vec<Row> {
 /// Every (method, path) the router serves, from the OpenAPI document built with it.
 fn served_routes() -> BTreeSet<(String, String)> {
     let (_, doc) = potentia_server::routes();
-    let mut routes = BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
-            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
-                routes.insert((method.to_uppercase(), path.clone()));
-            }
-        }
-    }
-    routes
+    crate::openapi::operations(&doc)
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect()
 }
 
 #[test]

@@ -48,7 +48,7 @@ async fn document_of(app: &TestApp) -> Value {
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// Every operation of the document as (method, path, operation).
-fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+pub(crate) fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
     let mut out = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
