@@ -201,6 +201,16 @@ impl Series {
         Ok(Self { timing, recurrence })
     }
 
+    /// Refuses a series whose rules repeat more often than once an hour (see
+    /// [`crate::recurrence::RecurrenceRule::check_density`]): what storage calls before it
+    /// keeps a new or changed series. Stored series are read without it.
+    pub fn check_density(&self) -> Result<(), CalendarError> {
+        self.recurrence
+            .rules()
+            .iter()
+            .try_for_each(|rule| rule.check_density())
+    }
+
     /// A series from parts already validated, such as an imported event's.
     pub fn from_recurrence(timing: Timing, recurrence: Recurrence) -> Result<Self, CalendarError> {
         let rrules: Vec<String> = recurrence.rules().iter().map(ToString::to_string).collect();

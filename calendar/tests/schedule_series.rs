@@ -130,3 +130,39 @@ fn splitting_at_the_first_occurrence_or_a_non_occurrence_is_refused() {
         .split(local("2026-03-03T09:00:00"), Tz::UTC, None)
         .is_err());
 }
+
+#[test]
+fn rules_that_repeat_more_often_than_hourly_are_refused_for_storage() {
+    for rule in [
+        "FREQ=SECONDLY",
+        "FREQ=SECONDLY;INTERVAL=3599",
+        "FREQ=MINUTELY;INTERVAL=59",
+        "FREQ=HOURLY;BYMINUTE=0,30",
+        "FREQ=DAILY;BYHOUR=9;BYMINUTE=0;BYSECOND=0,1",
+    ] {
+        let error = weekly_nine_am_new_york(rule)
+            .check_density()
+            .expect_err(rule);
+        assert_eq!(error.code(), "invalid_recurrence", "{rule}");
+        assert!(
+            error.to_string().contains("once an hour"),
+            "{rule}: {error}"
+        );
+    }
+}
+
+#[test]
+fn hourly_and_slower_rules_are_stored() {
+    for rule in [
+        "FREQ=HOURLY",
+        "FREQ=MINUTELY;INTERVAL=60",
+        "FREQ=SECONDLY;INTERVAL=3600",
+        "FREQ=DAILY;BYHOUR=9,12,17;BYMINUTE=30",
+        "FREQ=WEEKLY;BYDAY=MO,WE",
+    ] {
+        assert!(
+            weekly_nine_am_new_york(rule).check_density().is_ok(),
+            "{rule}"
+        );
+    }
+}

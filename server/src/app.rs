@@ -377,6 +377,12 @@ fn spawn_background_tasks(
             }
         }
     })];
+    tasks.push(tokio::spawn(crate::auth::sessions::run_session_checks(
+        Arc::clone(&state.sessions),
+        state.db.clone(),
+        state.settings.auth.session_check_interval,
+        stop.clone(),
+    )));
     tasks.push(tokio::spawn(calendars::materialize::run_horizon_job(
         state.db.clone(),
         stop.clone(),

@@ -60,6 +60,16 @@ pub struct ServeArgs {
     #[arg(long, env = "POTENTIA_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub refresh_token_ttl_secs: u64,
 
+    /// Longest a sign-in lasts, in seconds, however often it refreshes (default 90 days); its
+    /// refresh tokens never expire later than this after the sign-in.
+    #[arg(long, env = "POTENTIA_SESSION_MAX_LIFETIME_SECS", default_value_t = 90 * 24 * 3600)]
+    pub session_max_lifetime_secs: u64,
+
+    /// How often, in seconds, each node looks for signed-out sessions among its open canvas
+    /// sockets (a sign-out on the same node closes them at once).
+    #[arg(long, env = "POTENTIA_SESSION_CHECK_SECS", default_value_t = 10)]
+    pub session_check_secs: u64,
+
     /// Seconds a used refresh token still answers with its successor (two tabs refreshing at
     /// once); a use after that revokes the sign-in as theft. `0` turns the window off.
     #[arg(long, env = "POTENTIA_REFRESH_REUSE_GRACE_SECS", default_value_t = 10)]
@@ -144,9 +154,27 @@ pub struct JwtArgs {
     #[arg(long, env = "POTENTIA_JWT_AUDIENCE", default_value = "authenticated")]
     pub jwt_audience: String,
 
-    /// `iss` claim of tokens this server issues.
+    /// `iss` claim of tokens this server issues; a token must carry it or one of
+    /// `POTENTIA_JWT_EXTERNAL_ISSUERS`.
     #[arg(long, env = "POTENTIA_JWT_ISSUER", default_value = "potentia")]
     pub jwt_issuer: String,
+
+    /// Other `iss` values accepted, comma-separated: the issuer that shares the secret, e.g.
+    /// `https://<project>.supabase.co/auth/v1`. Empty: only this server's own tokens.
+    #[arg(long, env = "POTENTIA_JWT_EXTERNAL_ISSUERS", default_value = "")]
+    pub jwt_external_issuers: String,
+}
+
+impl JwtArgs {
+    /// The accepted external issuers, trimmed, without empty entries.
+    pub fn external_issuers(&self) -> Vec<String> {
+        self.jwt_external_issuers
+            .split(',')
+            .map(str::trim)
+            .filter(|issuer| !issuer.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// Logging flags, shared by every subcommand.
@@ -220,8 +248,14 @@ pub struct AuthSettings {
     pub jwt_secret: JwtSecret,
     pub audience: String,
     pub issuer: String,
+    /// Other `iss` values accepted (an external issuer sharing the secret).
+    pub external_issuers: Vec<String>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// Longest a refresh chain lasts from its sign-in.
+    pub session_max_lifetime: Duration,
+    /// How often open sockets' sessions are checked for a sign-out on another node.
+    pub session_check_interval: Duration,
     pub refresh_reuse_grace: Duration,
     pub rate_per_ip_per_minute: u32,
     pub rate_per_account_per_minute: u32,
@@ -335,6 +369,11 @@ impl ServeArgs {
                 "POTENTIA_REFRESH_TOKEN_TTL_SECS",
                 self.refresh_token_ttl_secs,
             ),
+            (
+                "POTENTIA_SESSION_MAX_LIFETIME_SECS",
+                self.session_max_lifetime_secs,
+            ),
+            ("POTENTIA_SESSION_CHECK_SECS", self.session_check_secs),
             ("POTENTIA_BODY_LIMIT_BYTES", self.body_limit_bytes as u64),
             (
                 "POTENTIA_AUTH_RATE_PER_IP",
@@ -376,10 +415,13 @@ impl ServeArgs {
             public_url,
             auth: AuthSettings {
                 jwt_secret,
+                external_issuers: self.jwt.external_issuers(),
                 audience: self.jwt.jwt_audience,
                 issuer: self.jwt.jwt_issuer,
                 access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
                 refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs),
+                session_max_lifetime: Duration::from_secs(self.session_max_lifetime_secs),
+                session_check_interval: Duration::from_secs(self.session_check_secs),
                 refresh_reuse_grace: Duration::from_secs(self.refresh_reuse_grace_secs),
                 rate_per_ip_per_minute: self.auth_rate_per_ip_per_minute,
                 rate_per_account_per_minute: self.auth_rate_per_account_per_minute,

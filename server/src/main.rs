@@ -237,8 +237,11 @@ fn print_token(args: &TokenArgs) -> ExitCode {
         jwt_secret: secret,
         audience: args.jwt.jwt_audience.clone(),
         issuer: args.jwt.jwt_issuer.clone(),
+        external_issuers: args.jwt.external_issuers(),
         access_token_ttl: Duration::from_secs(args.ttl_secs),
         refresh_token_ttl: Duration::from_secs(args.ttl_secs),
+        session_max_lifetime: Duration::from_secs(args.ttl_secs),
+        session_check_interval: Duration::from_secs(10),
         refresh_reuse_grace: Duration::ZERO,
         rate_per_ip_per_minute: 1,
         rate_per_account_per_minute: 1,
@@ -250,7 +253,12 @@ fn print_token(args: &TokenArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match JwtKeys::new(&settings).issue(user, args.email.as_deref(), settings.access_token_ttl) {
+    match JwtKeys::new(&settings).issue(
+        user,
+        args.email.as_deref(),
+        None,
+        settings.access_token_ttl,
+    ) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use potentia_ai::AiMetrics;
 
 use crate::ai::AiState;
-use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers};
+use crate::auth::{AuthRateLimits, JwtKeys, KnownUsers, SessionEnds};
 use crate::calendars::cache::FreeBusyCache;
 use crate::canvas_sync::CanvasAccessPolicy;
 use crate::config::Settings;
@@ -25,6 +25,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth_limits: Arc<AuthRateLimits>,
     pub known_users: Arc<KnownUsers>,
+    /// Sessions with open canvas sockets on this node, ended by a sign-out.
+    pub sessions: Arc<SessionEnds>,
     /// Queue mail with it, and wake this node's sender after the transaction commits.
     pub outbox: EmailOutbox,
     /// The canvases' live documents on this node.
@@ -73,6 +75,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new(&sync_metrics, &ai_metrics)),
             ai,
             known_users: Arc::new(KnownUsers::default()),
+            sessions: Arc::new(SessionEnds::default()),
             outbox: EmailOutbox::for_settings(settings.smtp.as_ref()),
             settings: Arc::new(settings),
         })

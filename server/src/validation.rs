@@ -3,6 +3,7 @@
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{ApiError, FieldError};
+use crate::http::NUL_MESSAGE;
 
 /// Trims and bounds a user-given text; an empty one counts as absent.
 pub fn bounded_text(
@@ -35,6 +36,19 @@ pub fn bounded_text(
 pub fn required_text(field: &str, value: String, max: usize) -> Result<String, FieldError> {
     bounded_text(field, Some(value), max)?
         .ok_or_else(|| FieldError::new(field, "must not be empty"))
+}
+
+/// A 422 naming the `body` when a text body (Markdown, iCalendar) holds a NUL byte, which no
+/// Postgres text can store; the message gives its line.
+pub fn storable_body(body: &[u8]) -> Result<(), ApiError> {
+    let Some(at) = body.iter().position(|b| *b == 0) else {
+        return Ok(());
+    };
+    let line = 1 + body[..at].iter().filter(|b| **b == b'\n').count();
+    Err(ApiError::invalid_fields(vec![FieldError::new(
+        "body",
+        format!("{NUL_MESSAGE} (line {line})"),
+    )]))
 }
 
 /// Collects the errors of several independently checked fields into one 422.
@@ -73,6 +87,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_with_a_nul_byte_is_refused_naming_its_line() {
+        assert!(storable_body(b"# Plan\n- a").is_ok());
+        let Err(ApiError::Validation { errors, .. }) = storable_body(b"# Plan\n\n- a\0b") else {
+            panic!("a NUL byte must be refused");
+        };
+        assert_eq!(errors[0].field, "body");
+        assert!(
+            errors[0].message.ends_with("(line 3)"),
+            "{}",
+            errors[0].message
+        );
+    }
 
     #[test]
     fn text_is_trimmed_and_empty_text_is_absent() {

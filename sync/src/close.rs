@@ -12,6 +12,7 @@
 //! | 1008 | [`POLICY_VIOLATION`] | the client sent an auth message (only the server may), or its awareness introduced more client ids than allowed |
 //! | 1009 | [`MESSAGE_TOO_BIG`] | a frame, or an awareness payload, over its configured limit |
 //! | 1011 | [`INTERNAL_ERROR`] | the server failed (e.g. the document could not be loaded or persisted) |
+//! | 4001 | [`UNAUTHENTICATED`] | the access token expired, or its session signed out, while connected (sent after an auth message with the reason): reconnect with a fresh token |
 //! | 4003 | [`ACCESS_REVOKED`] | the caller lost access to the canvas while connected (sent after an auth message with the reason) |
 //! | 4008 | [`SLOW_CLIENT`] | the client does not read fast enough (its send queue is full) or stopped answering pings |
 //! | 4013 | [`DOCUMENT_TOO_LARGE`] | applying the client's update would grow the document past its limit |
@@ -34,6 +35,8 @@ pub const POLICY_VIOLATION: u16 = 1008;
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// The server failed.
 pub const INTERNAL_ERROR: u16 = 1011;
+/// The access token expired, or its session signed out, while connected (HTTP 401).
+pub const UNAUTHENTICATED: u16 = 4001;
 /// Access to the canvas was revoked while connected (HTTP 403).
 pub const ACCESS_REVOKED: u16 = 4003;
 /// The client cannot keep up with what the server sends, or stopped answering (HTTP 408).

@@ -30,6 +30,10 @@
 //! a token bucket each, and an empty bucket closes with 4029. The kind of a frame is read
 //! before its payload is validated, so a flood is refused before it costs validation.
 //!
+//! **Ends the I/O layer decides.** Lost access ([`Connection::revoke`], 4003) and a token that
+//! expired or a session that signed out ([`Connection::unauthenticate`], 4001) are each an auth
+//! message with the reason, then the close.
+//!
 //! After a close, the connection stays closed: every later frame gets the same [`Close`].
 
 use std::time::Instant;
@@ -37,7 +41,7 @@ use std::time::Instant;
 use yrs::{ReadTxn, StateVector, Transact};
 
 use crate::awareness::{AwarenessChange, AwarenessUpdate, IntroducedClients};
-use crate::close::{Close, ACCESS_REVOKED, POLICY_VIOLATION, RATE_LIMITED};
+use crate::close::{Close, ACCESS_REVOKED, POLICY_VIOLATION, RATE_LIMITED, UNAUTHENTICATED};
 use crate::protocol::{
     encode_permission_denied, encode_sync_step1, encode_sync_step2, EncodedStateVector,
     EncodedUpdate, Message, MessageKind, ProtocolLimits, SyncMessage,
@@ -358,6 +362,14 @@ impl Connection {
     /// close (4003). The connection is closed from now on.
     pub fn revoke(&mut self, reason: &str) -> (Vec<u8>, Close) {
         let close = Close::new(ACCESS_REVOKED, reason);
+        self.closed = Some(close.clone());
+        (encode_permission_denied(reason), close)
+    }
+
+    /// The caller's token expired or its session signed out: the frame to send (an auth
+    /// message with `reason`), then the close (4001). The connection is closed from now on.
+    pub fn unauthenticate(&mut self, reason: &str) -> (Vec<u8>, Close) {
+        let close = Close::new(UNAUTHENTICATED, reason);
         self.closed = Some(close.clone());
         (encode_permission_denied(reason), close)
     }

@@ -77,14 +77,14 @@ use serde_json::Value;
 use yrs::types::Attrs;
 use yrs::{Any, Map, Out, ReadTxn, Text, TransactionMut};
 
-use crate::schema::{self, Block, NewBlock, Position, SchemaError};
+use crate::schema::{self, Block, Position, SchemaError};
 
 /// The largest Markdown document [`from_markdown`] accepts, in bytes.
 pub const MAX_MARKDOWN_BYTES: usize = 1 << 20;
 /// The most blocks one Markdown document may become.
 pub const MAX_BLOCKS: usize = 10_000;
-/// The deepest nesting of lists and quotes accepted.
-pub const MAX_DEPTH: usize = 64;
+/// The deepest nesting of lists and quotes accepted (the deepest any write may nest blocks).
+pub const MAX_DEPTH: usize = schema::MAX_DEPTH;
 
 /// Text attribute: bold.
 pub const BOLD: &str = "bold";
@@ -1008,31 +1008,29 @@ pub fn insert_blocks(
     parent: Option<&str>,
     position: Position,
 ) -> Result<Vec<String>, MarkdownError> {
-    let mut ids = Vec::new();
-    // (blocks of one sibling list, next index, parent id, position of the next one).
-    let mut stack: Vec<(&[ImportedBlock], usize, Option<String>, Position)> =
-        vec![(blocks, 0, parent.map(str::to_owned), position)];
-    while let Some((siblings, index, parent, position)) = stack.pop() {
-        let Some(block) = siblings.get(index) else {
-            continue;
-        };
-        let id = schema::insert_block(
-            txn,
-            NewBlock {
-                id: None,
-                kind: block.kind.clone(),
-                parent: parent.clone(),
-                position,
-                text: String::new(),
-                props: block.props.clone(),
-            },
-        )?;
-        write_spans(txn, &id, &block.spans);
-        stack.push((siblings, index + 1, parent, Position::After(id.clone())));
-        stack.push((&block.children, 0, Some(id.clone()), Position::Last));
-        ids.push(id);
+    let ids = schema::insert_subtrees(txn, blocks, parent, position)?;
+    // `insert_subtrees` returns the ids depth-first, the order this walk visits the blocks in.
+    let mut stack: Vec<&ImportedBlock> = blocks.iter().rev().collect();
+    for id in &ids {
+        let Some(block) = stack.pop() else { break };
+        write_spans(txn, id, &block.spans);
+        stack.extend(block.children.iter().rev());
     }
     Ok(ids)
+}
+
+impl schema::NewSubtree for ImportedBlock {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    fn props(&self) -> &serde_json::Map<String, Value> {
+        &self.props
+    }
+
+    fn children(&self) -> &[Self] {
+        &self.children
+    }
 }
 
 /// The spans of one paragraph of inline Markdown (`**bold**`, `*italic*`, `` `code` ``,

@@ -21,6 +21,12 @@
 //!   and the values cut to [`MAX_TITLE_CHARS`] / [`MAX_ICON_CHARS`]; a key the document never
 //!   had keeps the row's value (a canvas created over REST has no meta until it is renamed).
 //!
+//! * **Storable.** Postgres stores no NUL character in text or JSON, and a CRDT client may put
+//!   one anywhere. A row holds its block's strings with NUL removed (the document keeps them).
+//!   A block whose row Postgres still refuses is skipped, not written, and reported in
+//!   [`Applied::Written`]'s `skipped`; the other blocks are written all the same, and the
+//!   skipped block is tried again only once its content changes.
+//!
 //! Materializing is idempotent: on load, a room whose rows are behind its log (a crash between
 //! the log commit and the materialization) plans against the rows as they are and catches up.
 
@@ -28,7 +34,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use crate::error::SyncError;
@@ -126,23 +132,56 @@ impl BlockRow {
         }
     }
 
-    /// The row of a document block; `None` when its id is not a UUID (a foreign client's key
-    /// that no row can hold). A parent that is not a UUID reads as the top level.
+    /// The row of a document block, its strings without NUL; `None` when its id is not a
+    /// UUID (a foreign client's key that no row can hold). A parent that is not a UUID reads
+    /// as the top level.
     pub fn from_block(block: Block) -> Option<Self> {
         let id = Uuid::parse_str(&block.id).ok()?;
         let parent = block
             .parent
             .as_deref()
             .and_then(|p| Uuid::parse_str(p).ok());
+        let mut content = block.rich;
+        let mut props = Value::Object(block.props);
+        without_nul_in_json(&mut content);
+        without_nul_in_json(&mut props);
         Some(Self::new(
             id,
             parent,
-            block.kind,
-            block.order,
-            block.text,
-            block.rich,
-            Value::Object(block.props),
+            without_nul(block.kind),
+            without_nul(block.order),
+            without_nul(block.text),
+            content,
+            props,
         ))
+    }
+}
+
+/// `text` without its NUL characters.
+fn without_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "")
+    } else {
+        text
+    }
+}
+
+/// Removes NUL from every string and key under `value`.
+fn without_nul_in_json(value: &mut Value) {
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', ""),
+        Value::Array(items) => items.iter_mut().for_each(without_nul_in_json),
+        Value::Object(map) => {
+            if map.keys().any(|key| key.contains('\0')) {
+                // Two keys that differ only by NUL become one; the later one wins.
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(key, item)| (without_nul(key), item))
+                    .collect();
+            }
+            map.values_mut().for_each(without_nul_in_json);
+        }
+        _ => {}
     }
 }
 
@@ -193,14 +232,24 @@ impl Plan {
     }
 }
 
+/// A block whose row Postgres refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedBlock {
+    pub id: Uuid,
+    /// Postgres's reason.
+    pub error: String,
+}
+
 /// What [`Materializer::apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// The rows now follow the document as of the plan's position.
+    /// The rows now follow the document as of the plan's position, except the blocks
+    /// `skipped`.
     Written {
         rows: usize,
         deleted: usize,
         queued: usize,
+        skipped: Vec<SkippedBlock>,
     },
     /// The rows were already at that position or newer; nothing was written.
     Stale,
@@ -211,6 +260,9 @@ pub enum Applied {
 pub struct Materializer {
     canvas_id: Uuid,
     rows: HashMap<Uuid, RowDigest>,
+    /// Blocks whose row Postgres refused, with the content it refused: not tried again until
+    /// it changes.
+    refused: HashMap<Uuid, [u8; 32]>,
     /// The canvas row's title and icon as last read or written.
     meta: RowMeta,
     seq: i64,
@@ -222,6 +274,7 @@ impl Materializer {
         let mut materializer = Self {
             canvas_id,
             rows: HashMap::new(),
+            refused: HashMap::new(),
             meta: RowMeta::default(),
             seq: 0,
         };
@@ -307,7 +360,10 @@ impl Materializer {
             if seen.insert(row.id, ()).is_some() {
                 continue;
             }
-            if self.rows.get(&row.id).map(|d| d.content) != Some(row.digest.content) {
+            let content = Some(row.digest.content);
+            if self.rows.get(&row.id).map(|d| d.content) != content
+                && self.refused.get(&row.id).copied() != content
+            {
                 upserts.push(row);
             }
         }
@@ -348,65 +404,32 @@ impl Materializer {
             tx.rollback().await?;
             return Ok(Applied::Stale);
         }
+        let (written, skipped) = self.upsert(&mut tx, plan.upserts, plan.seq).await?;
         let mut queued = 0;
-        if !plan.upserts.is_empty() {
-            let ids: Vec<Uuid> = plan.upserts.iter().map(|r| r.id).collect();
-            let parents: Vec<Option<Uuid>> = plan.upserts.iter().map(|r| r.parent).collect();
-            let kinds: Vec<String> = plan.upserts.iter().map(|r| r.kind.clone()).collect();
-            let orders: Vec<String> = plan.upserts.iter().map(|r| r.order.clone()).collect();
-            let texts: Vec<String> = plan.upserts.iter().map(|r| r.text.clone()).collect();
-            let contents: Vec<Value> = plan.upserts.iter().map(|r| r.content.clone()).collect();
-            let props: Vec<Value> = plan.upserts.iter().map(|r| r.props.clone()).collect();
-            sqlx::query!(
-                r#"insert into blocks (canvas_id, id, parent_id, kind, order_key, text, content, props, doc_seq)
-                   select $1, * from unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                                            $7::jsonb[], $8::jsonb[]), (select $9::bigint)
-                   on conflict (canvas_id, id) do update
-                   set parent_id = excluded.parent_id, kind = excluded.kind,
-                       order_key = excluded.order_key, text = excluded.text,
-                       content = excluded.content, props = excluded.props,
-                       doc_seq = excluded.doc_seq, version = blocks.version + 1, updated_at = now()
-                   where (blocks.parent_id, blocks.kind, blocks.order_key, blocks.text, blocks.content, blocks.props)
-                         is distinct from
-                         (excluded.parent_id, excluded.kind, excluded.order_key, excluded.text, excluded.content, excluded.props)"#,
+        let changed_text: Vec<&BlockRow> = written
+            .iter()
+            .filter(|r| self.rows.get(&r.id).map(|d| d.text) != Some(r.digest.text))
+            .collect();
+        if !changed_text.is_empty() {
+            let ids: Vec<Uuid> = changed_text.iter().map(|r| r.id).collect();
+            let hashes: Vec<Vec<u8>> = changed_text
+                .iter()
+                .map(|r| r.digest.text.to_vec())
+                .collect();
+            queued = sqlx::query!(
+                r#"insert into embedding_queue (source_kind, scope_id, source_id, text_hash)
+                   select 'block', $1, * from unnest($2::uuid[], $3::bytea[])
+                   on conflict (source_kind, scope_id, source_id) do update
+                   set text_hash = excluded.text_hash, enqueued_at = now(), attempts = 0,
+                       next_attempt_at = now(), last_error = null, dead_at = null
+                   where embedding_queue.text_hash <> excluded.text_hash"#,
                 self.canvas_id,
                 &ids,
-                &parents as &[Option<Uuid>],
-                &kinds,
-                &orders,
-                &texts,
-                &contents,
-                &props,
-                plan.seq
+                &hashes
             )
             .execute(&mut *tx)
-            .await?;
-            let changed_text: Vec<&BlockRow> = plan
-                .upserts
-                .iter()
-                .filter(|r| self.rows.get(&r.id).map(|d| d.text) != Some(r.digest.text))
-                .collect();
-            if !changed_text.is_empty() {
-                let ids: Vec<Uuid> = changed_text.iter().map(|r| r.id).collect();
-                let hashes: Vec<Vec<u8>> = changed_text
-                    .iter()
-                    .map(|r| r.digest.text.to_vec())
-                    .collect();
-                queued = sqlx::query!(
-                    r#"insert into embedding_queue (source_kind, scope_id, source_id, text_hash)
-                       select 'block', $1, * from unnest($2::uuid[], $3::bytea[])
-                       on conflict (source_kind, scope_id, source_id) do update
-                       set text_hash = excluded.text_hash, enqueued_at = now(), attempts = 0,
-                           next_attempt_at = now(), last_error = null, dead_at = null
-                       where embedding_queue.text_hash <> excluded.text_hash"#,
-                    self.canvas_id,
-                    &ids,
-                    &hashes
-                )
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as usize;
-            }
+            .await?
+            .rows_affected() as usize;
         }
         if !plan.deletes.is_empty() {
             sqlx::query!(
@@ -454,16 +477,105 @@ impl Materializer {
         for id in &plan.deletes {
             self.rows.remove(id);
         }
-        let rows = plan.upserts.len();
-        for row in plan.upserts {
+        let rows = written.len();
+        for row in written {
+            self.refused.remove(&row.id);
             self.rows.insert(row.id, row.digest);
+        }
+        for (row, _) in &skipped {
+            self.refused.insert(row.id, row.digest.content);
         }
         Ok(Applied::Written {
             rows,
             deleted: plan.deletes.len(),
             queued,
+            skipped: skipped
+                .into_iter()
+                .map(|(row, error)| SkippedBlock { id: row.id, error })
+                .collect(),
         })
     }
+
+    /// Upserts `rows` inside `tx`: all in one statement, or, when Postgres refuses that, one
+    /// by one, each behind a savepoint, leaving out those it refuses. Returns the rows written
+    /// and the refused ones with Postgres's reason.
+    async fn upsert(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        rows: Vec<BlockRow>,
+        seq: i64,
+    ) -> Result<(Vec<BlockRow>, Vec<(BlockRow, String)>), SyncError> {
+        if rows.is_empty() {
+            return Ok((rows, Vec::new()));
+        }
+        let mut batch = tx.begin().await?;
+        match upsert_rows(&mut batch, self.canvas_id, &rows, seq).await {
+            Ok(()) => {
+                batch.commit().await?;
+                return Ok((rows, Vec::new()));
+            }
+            Err(sqlx::Error::Database(_)) => batch.rollback().await?,
+            Err(error) => return Err(error.into()),
+        }
+        let mut written = Vec::with_capacity(rows.len());
+        let mut refused = Vec::new();
+        for row in rows {
+            let mut one = tx.begin().await?;
+            match upsert_rows(&mut one, self.canvas_id, std::slice::from_ref(&row), seq).await {
+                Ok(()) => {
+                    one.commit().await?;
+                    written.push(row);
+                }
+                Err(sqlx::Error::Database(error)) => {
+                    one.rollback().await?;
+                    refused.push((row, error.message().to_owned()));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok((written, refused))
+    }
+}
+
+/// Inserts or updates the rows of `rows` (a row whose content already matches is not touched).
+async fn upsert_rows(
+    conn: &mut sqlx::PgConnection,
+    canvas_id: Uuid,
+    rows: &[BlockRow],
+    seq: i64,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let parents: Vec<Option<Uuid>> = rows.iter().map(|r| r.parent).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    let orders: Vec<&str> = rows.iter().map(|r| r.order.as_str()).collect();
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let contents: Vec<&Value> = rows.iter().map(|r| &r.content).collect();
+    let props: Vec<&Value> = rows.iter().map(|r| &r.props).collect();
+    sqlx::query!(
+        r#"insert into blocks (canvas_id, id, parent_id, kind, order_key, text, content, props, doc_seq)
+           select $1, * from unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                    $7::jsonb[], $8::jsonb[]), (select $9::bigint)
+           on conflict (canvas_id, id) do update
+           set parent_id = excluded.parent_id, kind = excluded.kind,
+               order_key = excluded.order_key, text = excluded.text,
+               content = excluded.content, props = excluded.props,
+               doc_seq = excluded.doc_seq, version = blocks.version + 1, updated_at = now()
+           where (blocks.parent_id, blocks.kind, blocks.order_key, blocks.text, blocks.content, blocks.props)
+                 is distinct from
+                 (excluded.parent_id, excluded.kind, excluded.order_key, excluded.text, excluded.content, excluded.props)"#,
+        canvas_id,
+        &ids,
+        &parents as &[Option<Uuid>],
+        &kinds as &[&str],
+        &orders as &[&str],
+        &texts as &[&str],
+        &contents as &[&Value],
+        &props as &[&Value],
+        seq
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

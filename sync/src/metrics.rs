@@ -36,6 +36,8 @@ pub struct SyncMetrics {
     pub materialize_seconds: Histogram,
     /// Block rows written or deleted by materializations.
     pub materialized_rows: Counter,
+    /// Blocks left out of a materialization because Postgres refused their row.
+    pub skipped_blocks: Counter,
     /// Sibling lists given short order keys again.
     pub rebalances: Counter,
 }
@@ -58,6 +60,7 @@ impl Default for SyncMetrics {
             load_failures: Counter::default(),
             materialize_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 15)),
             materialized_rows: Counter::default(),
+            skipped_blocks: Counter::default(),
             rebalances: Counter::default(),
         }
     }
@@ -127,6 +130,11 @@ impl SyncMetrics {
             "materialized_rows",
             "Block rows written or deleted by materializations",
             self.materialized_rows.clone(),
+        );
+        sync.register(
+            "materialize_skipped_blocks",
+            "Blocks left out of a materialization because Postgres refused their row",
+            self.skipped_blocks.clone(),
         );
         sync.register(
             "rebalances",

@@ -1414,17 +1414,30 @@ impl Room {
                 rows: 0,
                 deleted: 0,
                 queued: 0,
+                skipped: Vec::new(),
             })
         } else {
             materializer.apply(pool, plan).await
         };
         let metrics = &self.shared.metrics;
         match result {
-            Ok(Applied::Written { rows, deleted, .. }) => {
+            Ok(Applied::Written {
+                rows,
+                deleted,
+                skipped,
+                ..
+            }) => {
                 metrics
                     .materialize_seconds
                     .observe(started.elapsed().as_secs_f64());
                 metrics.materialized_rows.inc_by((rows + deleted) as u64);
+                // The materializer tries a refused block again only once it changes, so each
+                // refusal is logged and counted once.
+                for block in skipped {
+                    metrics.skipped_blocks.inc();
+                    tracing::warn!(canvas_id = %self.canvas_id, block_id = %block.id,
+                        error = %block.error, "a block's row was refused; the other blocks are written");
+                }
             }
             Ok(Applied::Stale) => {
                 // Another writer is at this position or ahead: learn its rows and position.

@@ -280,6 +280,24 @@ fn revoking_sends_the_reason_then_closes_with_4003() {
 }
 
 #[test]
+fn an_expired_token_sends_the_reason_then_closes_with_4001() {
+    let mut connection = Connection::new(Role::ReadWrite, ConnectionLimits::default());
+    let (frame, close) = connection.unauthenticate("the access token expired");
+    assert_eq!(
+        decode(&frame),
+        Message::Auth(AuthMessage::PermissionDenied {
+            reason: "the access token expired".to_owned()
+        })
+    );
+    assert_eq!(close.code, potentia_sync::close::UNAUTHENTICATED);
+    let client = Doc::with_client_id(2);
+    assert_eq!(
+        connection.receive(&update_frame(&client, "late"), Instant::now()),
+        Err(close)
+    );
+}
+
+#[test]
 fn a_connection_may_introduce_only_so_many_awareness_clients() {
     let limits = ConnectionLimits {
         max_awareness_clients: 2,

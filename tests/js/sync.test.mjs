@@ -3,6 +3,7 @@
 // Each test starts its own server on the database in DATABASE_URL (see helpers.mjs).
 
 import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
 import { test } from 'node:test'
 
 import WebSocket from 'ws'
@@ -313,4 +314,58 @@ test('a block created through REST reaches a connected stock provider live', asy
     const row = await server.api('GET', `/api/v1/canvases/${canvasId}/blocks/${block.id}`, { token: owner.token })
     return row.text === 'from REST, edited in the browser' && row.version === 2
   })
+})
+
+test('a NUL a stock client puts in a block stays in the document and leaves the rows, search and Markdown without it', async (t) => {
+  const { fixture, server, owner, canvasId } = await ownerWithCanvas(t)
+  const a = fixture.connect(server, canvasId, owner)
+  await waitForSynced(a.provider, 'provider A to sync')
+
+  const poisoned = randomUUID()
+  const plain = randomUUID()
+  a.doc.transact(() => {
+    const blocks = a.doc.getMap('blocks')
+    const block = new Y.Map()
+    block.set('type', 'para\u0000graph')
+    block.set('order', 'a0')
+    block.set('text', new Y.Text('zebra\u0000crossing'))
+    const props = new Y.Map()
+    props.set('note\u0000', 'x\u0000y')
+    block.set('props', props)
+    blocks.set(poisoned, block)
+    const other = new Y.Map()
+    other.set('type', 'paragraph')
+    other.set('order', 'a1')
+    other.set('text', new Y.Text('written beside it'))
+    blocks.set(plain, other)
+  })
+
+  const listed = await waitFor('both blocks to be materialized', async () => {
+    const page = await server.api('GET', `/api/v1/canvases/${canvasId}/blocks`, { token: owner.token })
+    return page.items.length === 2 ? page.items : null
+  })
+  const row = listed.find((b) => b.id === poisoned)
+  assert.equal(row.type, 'paragraph')
+  assert.equal(row.text, 'zebracrossing')
+  assert.deepEqual(row.props, { note: 'xy' })
+  assert.equal(listed.find((b) => b.id === plain).text, 'written beside it')
+
+  const { doc } = await fetchDocument(server, canvasId, owner)
+  assert.equal(doc.getMap('blocks').get(poisoned).get('text').toString(), 'zebra\u0000crossing', 'the document keeps what the client wrote')
+
+  const markdown = await fetch(`${server.httpUrl}/api/v1/canvases/${canvasId}/markdown`, {
+    headers: { authorization: `Bearer ${owner.token}` }
+  })
+  assert.equal(markdown.status, 200)
+  assert.match(await markdown.text(), /zebracrossing/)
+  const found = await server.api('GET', '/api/v1/search?q=zebracrossing&mode=text', { token: owner.token })
+  assert.ok(found.items.some((hit) => hit.block_id === poisoned), JSON.stringify(found))
+
+  // The canvas keeps materializing: a REST write answers its row.
+  const next = await server.api('POST', `/api/v1/canvases/${canvasId}/blocks`, {
+    token: owner.token,
+    body: { type: 'paragraph', text: 'after the NUL' },
+    expect: 201
+  })
+  assert.equal(next.text, 'after the NUL')
 })

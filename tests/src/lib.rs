@@ -27,6 +27,8 @@ use uuid::Uuid;
 /// The JWT secret every test server uses, so tests can forge and mint tokens.
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
 pub const TEST_AUDIENCE: &str = "authenticated";
+/// The external issuer test servers accept (a Supabase project's `iss`).
+pub const TEST_EXTERNAL_ISSUER: &str = "https://project.supabase.example/auth/v1";
 pub const TEST_PASSWORD: &str = "correct horse battery staple";
 
 fn admin_url() -> String {
@@ -212,8 +214,11 @@ pub fn test_settings(database_url: &str) -> Settings {
             },
             audience: TEST_AUDIENCE.to_owned(),
             issuer: "potentia".to_owned(),
+            external_issuers: vec![TEST_EXTERNAL_ISSUER.to_owned()],
             access_token_ttl: Duration::from_secs(900),
             refresh_token_ttl: Duration::from_secs(3600),
+            session_max_lifetime: Duration::from_secs(24 * 3600),
+            session_check_interval: Duration::from_secs(1),
             refresh_reuse_grace: Duration::from_secs(10),
             rate_per_ip_per_minute: 1000,
             rate_per_account_per_minute: 1000,

@@ -91,6 +91,7 @@ use self::generator::{Pull, RuleCursor, WorkBudget};
 use self::ical::{parse_ical_date, parse_ical_date_time, IcalDateTime};
 pub use self::rule::{
     Frequency, RecurrenceRule, Until, WeekdayNum, MAX_COUNT, MAX_INTERVAL, MAX_RULE_LENGTH,
+    MIN_SPACING_SECS,
 };
 use crate::error::RecurrenceProperty;
 use crate::timezone::{parse_zone, resolve_local, resolve_local_detailed, LocalTimeKind};

@@ -28,6 +28,9 @@ pub const MAX_RULE_LENGTH: usize = 2_000;
 pub const MAX_INTERVAL: u16 = 10_000;
 /// The largest accepted `COUNT`.
 pub const MAX_COUNT: u32 = 1_000_000;
+/// The shortest spacing a stored rule may make between occurrences, in seconds: storage
+/// refuses denser rules ([`RecurrenceRule::check_density`]).
+pub const MIN_SPACING_SECS: u32 = 3_600;
 
 /// How often a rule repeats (`FREQ`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -129,6 +132,39 @@ pub struct RecurrenceRule {
 }
 
 impl RecurrenceRule {
+    /// Refuses a rule that can make more than one occurrence an hour: `FREQ=SECONDLY` or
+    /// `MINUTELY` whose `INTERVAL` is under an hour, and `BYMINUTE` or `BYSECOND` with more than
+    /// one value. Parsing accepts them (RFC 5545 does); a calendar does not store them, since
+    /// each occurrence is a stored row.
+    pub fn check_density(&self) -> Result<(), CalendarError> {
+        let step_secs = match self.frequency {
+            Frequency::Secondly => Some(u32::from(self.interval)),
+            Frequency::Minutely => Some(u32::from(self.interval) * 60),
+            _ => None,
+        };
+        if step_secs.is_some_and(|step| step < MIN_SPACING_SECS) {
+            return Err(CalendarError::rrule(format!(
+                "FREQ={} with INTERVAL={} repeats more often than once an hour; occurrences \
+                 must be at least {} minutes apart (e.g. FREQ=HOURLY)",
+                self.frequency.as_str(),
+                self.interval,
+                MIN_SPACING_SECS / 60
+            )));
+        }
+        for (name, values) in [
+            ("BYMINUTE", self.by_minute.len()),
+            ("BYSECOND", self.by_second.len()),
+        ] {
+            if values > 1 {
+                return Err(CalendarError::rrule(format!(
+                    "{name} with {values} values repeats more often than once an hour; give one \
+                     value"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Parses and validates one `RRULE` value (see the module documentation for the syntax).
     pub fn parse(text: &str) -> Result<Self, CalendarError> {
         if text.len() > MAX_RULE_LENGTH {

@@ -9,7 +9,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use uuid::Uuid;
 
-use super::jwt::TokenError;
+use super::jwt::{TokenError, VerifiedToken};
 use crate::audit::{self, AuditEntry};
 use crate::error::ApiError;
 use crate::http::RequestId;
@@ -104,6 +104,15 @@ impl AuthUser {
         request_id: Option<&str>,
     ) -> Result<Self, ApiError> {
         let verified = state.jwt.verify(token)?;
+        Self::from_verified(state, verified, request_id).await
+    }
+
+    /// The user of a token already verified (a socket keeps the token's expiry and session).
+    pub async fn from_verified(
+        state: &AppState,
+        verified: VerifiedToken,
+        request_id: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let user = AuthUser {
             id: verified.user_id,
             email: verified.email,

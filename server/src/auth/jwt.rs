@@ -1,5 +1,7 @@
-//! HS256 JWTs with Supabase-compatible claims: verification of any token signed with the
-//! configured secret, and issuing of this server's own access tokens.
+//! HS256 JWTs with Supabase-compatible claims: verification of tokens signed with the
+//! configured secret by this server or an accepted external issuer (`iss`), not before their
+//! `nbf`, and issuing of this server's own access tokens, each naming its sign-in
+//! (`session_id`) so that a sign-out can end the sockets it opened.
 
 use std::time::Duration;
 
@@ -28,6 +30,12 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Not valid before (seconds since the epoch), when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// The sign-in (refresh-token family) the token was issued for; Supabase's claim name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }
 
 /// A verified token's subject.
@@ -35,6 +43,10 @@ pub struct Claims {
 pub struct VerifiedToken {
     pub user_id: Uuid,
     pub email: Option<String>,
+    /// When the token expires (seconds since the epoch).
+    pub expires_at: i64,
+    /// The sign-in it belongs to, when it names one that is a UUID.
+    pub session_id: Option<Uuid>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,6 +57,10 @@ pub enum TokenError {
     BadSignature,
     #[error("the token is not meant for this service (aud)")]
     WrongAudience,
+    #[error("the token's issuer (iss) is not one this service accepts")]
+    WrongIssuer,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
     #[error("the token's subject is not a user id")]
     BadSubject,
     #[error("the token is malformed: {0}")]
@@ -67,7 +83,11 @@ impl JwtKeys {
         let secret = &settings.jwt_secret.bytes;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[settings.audience.as_str()]);
-        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+        let mut issuers = vec![settings.issuer.as_str()];
+        issuers.extend(settings.external_issuers.iter().map(String::as_str));
+        validation.set_issuer(&issuers);
+        validation.validate_nbf = true;
         validation.leeway = 30;
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -89,30 +109,42 @@ impl JwtKeys {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 ErrorKind::InvalidSignature => TokenError::BadSignature,
                 ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => TokenError::WrongIssuer,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 other => TokenError::Malformed(format!("{other:?}")),
             }
         })?;
-        let user_id = Uuid::parse_str(&data.claims.sub).map_err(|_| TokenError::BadSubject)?;
+        let claims = data.claims;
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::BadSubject)?;
         Ok(VerifiedToken {
             user_id,
-            email: data.claims.email,
+            email: claims.email,
+            expires_at: claims.exp,
+            session_id: claims
+                .session_id
+                .as_deref()
+                .and_then(|id| Uuid::parse_str(id).ok()),
         })
     }
 
-    /// Issues an access token valid for the configured lifetime.
+    /// Issues an access token of sign-in `session` valid for the configured lifetime.
     pub fn issue_access_token(
         &self,
         user_id: Uuid,
         email: Option<&str>,
+        session: Uuid,
     ) -> Result<String, TokenError> {
-        self.issue(user_id, email, self.access_ttl)
+        self.issue(user_id, email, Some(session), self.access_ttl)
     }
 
-    /// Issues a token with an explicit lifetime (the `potentia token` command).
+    /// Issues a token with an explicit lifetime; without a session (the `potentia token`
+    /// command) no sign-out ends it.
     pub fn issue(
         &self,
         user_id: Uuid,
         email: Option<&str>,
+        session: Option<Uuid>,
         ttl: Duration,
     ) -> Result<String, TokenError> {
         let now = Utc::now().timestamp();
@@ -124,6 +156,8 @@ impl JwtKeys {
             aud: serde_json::Value::String(self.audience.clone()),
             iss: Some(self.issuer.clone()),
             role: Some("authenticated".to_owned()),
+            nbf: None,
+            session_id: session.map(|session| session.to_string()),
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|err| TokenError::Signing(err.to_string()))
@@ -143,8 +177,11 @@ mod tests {
             },
             audience: audience.into(),
             issuer: "potentia".into(),
+            external_issuers: vec!["https://project.supabase.example/auth/v1".into()],
             access_token_ttl: Duration::from_secs(60),
             refresh_token_ttl: Duration::from_secs(600),
+            session_max_lifetime: Duration::from_secs(6000),
+            session_check_interval: Duration::from_secs(10),
             refresh_reuse_grace: Duration::ZERO,
             rate_per_ip_per_minute: 10,
             rate_per_account_per_minute: 10,
@@ -155,13 +192,12 @@ mod tests {
     fn an_issued_token_verifies_to_its_subject() {
         let keys = JwtKeys::new(&settings("s3cret", "authenticated"));
         let id = Uuid::new_v4();
-        let token = keys.issue_access_token(id, Some("a@b.c")).unwrap();
+        let session = Uuid::new_v4();
+        let token = keys.issue_access_token(id, Some("a@b.c"), session).unwrap();
+        let verified = keys.verify(&token).unwrap();
         assert_eq!(
-            keys.verify(&token).unwrap(),
-            VerifiedToken {
-                user_id: id,
-                email: Some("a@b.c".into())
-            }
+            (verified.user_id, verified.email, verified.session_id),
+            (id, Some("a@b.c".into()), Some(session))
         );
     }
 
@@ -169,7 +205,9 @@ mod tests {
     fn a_token_signed_with_another_secret_is_refused() {
         let other = JwtKeys::new(&settings("other", "authenticated"));
         let keys = JwtKeys::new(&settings("s3cret", "authenticated"));
-        let token = other.issue_access_token(Uuid::new_v4(), None).unwrap();
+        let token = other
+            .issue_access_token(Uuid::new_v4(), None, Uuid::new_v4())
+            .unwrap();
         assert_eq!(keys.verify(&token), Err(TokenError::BadSignature));
     }
 
@@ -177,7 +215,9 @@ mod tests {
     fn a_token_for_another_audience_is_refused() {
         let other = JwtKeys::new(&settings("s3cret", "someone-else"));
         let keys = JwtKeys::new(&settings("s3cret", "authenticated"));
-        let token = other.issue_access_token(Uuid::new_v4(), None).unwrap();
+        let token = other
+            .issue_access_token(Uuid::new_v4(), None, Uuid::new_v4())
+            .unwrap();
         assert_eq!(keys.verify(&token), Err(TokenError::WrongAudience));
     }
 
@@ -190,8 +230,10 @@ mod tests {
             exp: Utc::now().timestamp() - 3600,
             iat: None,
             aud: "authenticated".into(),
-            iss: None,
+            iss: Some("potentia".into()),
             role: None,
+            nbf: None,
+            session_id: None,
         };
         let token = encode(
             &Header::default(),
@@ -211,8 +253,10 @@ mod tests {
             exp: Utc::now().timestamp() + 3600,
             iat: None,
             aud: serde_json::json!(["authenticated"]),
-            iss: None,
+            iss: Some("potentia".into()),
             role: None,
+            nbf: None,
+            session_id: None,
         };
         let token = encode(
             &Header::default(),
@@ -230,5 +274,55 @@ mod tests {
             keys.verify("abc.def"),
             Err(TokenError::Malformed(_))
         ));
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap()
+    }
+
+    fn claims_with(extra: serde_json::Value) -> serde_json::Value {
+        let mut claims = serde_json::json!({
+            "sub": Uuid::new_v4().to_string(),
+            "aud": "authenticated",
+            "exp": Utc::now().timestamp() + 600,
+        });
+        if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            claims.extend(extra.clone());
+        }
+        claims
+    }
+
+    #[test]
+    fn a_token_of_another_issuer_or_of_none_is_refused() {
+        let keys = JwtKeys::new(&settings("s3cret", "authenticated"));
+        for claims in [
+            claims_with(serde_json::json!({ "iss": "potentia-staging" })),
+            claims_with(serde_json::json!({})),
+        ] {
+            assert_eq!(keys.verify(&signed(claims)), Err(TokenError::WrongIssuer));
+        }
+    }
+
+    #[test]
+    fn a_token_of_an_accepted_external_issuer_verifies() {
+        let keys = JwtKeys::new(&settings("s3cret", "authenticated"));
+        let claims =
+            claims_with(serde_json::json!({ "iss": "https://project.supabase.example/auth/v1" }));
+        assert!(keys.verify(&signed(claims)).is_ok());
+    }
+
+    #[test]
+    fn a_token_before_its_nbf_is_refused_and_after_it_verifies() {
+        let keys = JwtKeys::new(&settings("s3cret", "authenticated"));
+        let now = Utc::now().timestamp();
+        let early = claims_with(serde_json::json!({ "iss": "potentia", "nbf": now + 3600 }));
+        assert_eq!(keys.verify(&signed(early)), Err(TokenError::NotYetValid));
+        let due = claims_with(serde_json::json!({ "iss": "potentia", "nbf": now - 5 }));
+        assert!(keys.verify(&signed(due)).is_ok());
     }
 }

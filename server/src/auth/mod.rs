@@ -1,5 +1,6 @@
 //! Authentication: JWT verification and issuing, password sign-up and sign-in, refresh-token
-//! rotation with reuse detection, sign-out, and rate limits on all of it.
+//! rotation with reuse detection, sign-out (which also ends the canvas sockets of the session),
+//! and rate limits on all of it.
 
 pub mod extract;
 pub mod jwt;
@@ -7,7 +8,9 @@ pub mod password;
 pub mod rate_limit;
 pub mod refresh;
 pub mod routes;
+pub mod sessions;
 
 pub use extract::{AuthUser, KnownUsers};
 pub use jwt::JwtKeys;
 pub use rate_limit::AuthRateLimits;
+pub use sessions::SessionEnds;

@@ -8,6 +8,10 @@
 //! | used longer ago | theft: the whole family is revoked |
 //! | revoked (sign-out, or a family revoked for theft) | refused, nothing more happens |
 //! | expired / unknown | refused |
+//! | its sign-in is older than the session's maximum lifetime | refused (`session_expired`) |
+//!
+//! Every token of a family also carries the family's absolute end (`session_expires_at`, the
+//! sign-in plus `POTENTIA_SESSION_MAX_LIFETIME_SECS`): rotation never extends a sign-in past it.
 //!
 //! The grace window lets two tabs that refresh with one token at once both stay signed in. A
 //! successor is derived from its predecessor (HMAC-SHA256 under the server's secret), so the
@@ -17,7 +21,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgConnection;
@@ -35,6 +39,8 @@ pub struct IssuedRefreshToken {
     pub family_id: Uuid,
     pub token: String,
     pub expires_at: DateTime<Utc>,
+    /// When the sign-in ends, however often it refreshes.
+    pub session_expires_at: DateTime<Utc>,
 }
 
 /// What presenting a refresh token led to.
@@ -59,24 +65,30 @@ pub enum Rotation {
     /// The token was revoked (signed out, or its family revoked for reuse).
     Revoked,
     Expired,
+    /// The sign-in reached its maximum lifetime.
+    SessionExpired,
     Unknown,
 }
 
+/// `ttl` from now, to the microsecond Postgres keeps, so an answer shows what is stored.
 fn expiry(ttl: Duration) -> DateTime<Utc> {
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30));
-    Utc::now() + ttl
+    (Utc::now() + ttl).trunc_subsecs(6)
 }
 
-/// Starts a new family: a sign-in.
+/// Starts a new family: a sign-in that lasts at most `max_lifetime`.
 pub async fn issue<'e>(
     db: impl sqlx::PgExecutor<'e>,
     user_id: Uuid,
     ttl: Duration,
+    max_lifetime: Duration,
 ) -> sqlx::Result<IssuedRefreshToken> {
+    let session_expires_at = expiry(max_lifetime);
     let issued = IssuedRefreshToken {
         id: Uuid::now_v7(),
         family_id: Uuid::now_v7(),
-        expires_at: expiry(ttl),
+        expires_at: expiry(ttl).min(session_expires_at),
+        session_expires_at,
         token: secret::generate(),
     };
     insert(db, user_id, &issued).await?;
@@ -99,13 +111,14 @@ async fn insert<'e>(
     issued: &IssuedRefreshToken,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        r#"insert into refresh_tokens (id, user_id, family_id, token_hash, expires_at)
-           values ($1, $2, $3, $4, $5)"#,
+        r#"insert into refresh_tokens (id, user_id, family_id, token_hash, expires_at, session_expires_at)
+           values ($1, $2, $3, $4, $5, $6)"#,
         issued.id,
         user_id,
         issued.family_id,
         digest(&issued.token),
         issued.expires_at,
+        issued.session_expires_at,
     )
     .execute(db)
     .await?;
@@ -127,6 +140,7 @@ struct TokenRow {
     user_id: Uuid,
     family_id: Uuid,
     expires_at: DateTime<Utc>,
+    session_expires_at: DateTime<Utc>,
     used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
 }
@@ -134,7 +148,7 @@ struct TokenRow {
 async fn lock_token(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<TokenRow>> {
     sqlx::query_as!(
         TokenRow,
-        r#"select id, user_id, family_id, expires_at, used_at, revoked_at
+        r#"select id, user_id, family_id, expires_at, session_expires_at, used_at, revoked_at
            from refresh_tokens where token_hash = $1 for update"#,
         digest(token),
     )
@@ -176,13 +190,17 @@ pub async fn rotate(
             family_id: row.family_id,
         });
     }
+    if row.session_expires_at <= Utc::now() {
+        return Ok(Rotation::SessionExpired);
+    }
     if row.expires_at <= Utc::now() {
         return Ok(Rotation::Expired);
     }
     let next = IssuedRefreshToken {
         id: Uuid::now_v7(),
         family_id: row.family_id,
-        expires_at: expiry(policy.ttl),
+        expires_at: expiry(policy.ttl).min(row.session_expires_at),
+        session_expires_at: row.session_expires_at,
         token: successor(policy.key, presented),
     };
     insert(&mut *conn, row.user_id, &next).await?;
@@ -220,6 +238,7 @@ async fn live_descendant(
                 family_id: row.family_id,
                 token,
                 expires_at: row.expires_at,
+                session_expires_at: row.session_expires_at,
             }));
         }
         if !used_within(row.used_at, policy.grace) {
@@ -242,6 +261,20 @@ pub async fn family_of<'e>(
         user_id,
     )
     .fetch_optional(db)
+    .await
+}
+
+/// Whether the sign-in `family_id` was revoked (signed out, or reused).
+pub async fn family_revoked<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    family_id: Uuid,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from refresh_tokens
+                          where family_id = $1 and revoked_at is not null) as "revoked!""#,
+        family_id,
+    )
+    .fetch_one(db)
     .await
 }
 

@@ -77,20 +77,25 @@ pub struct Session {
     pub refresh_token: String,
     /// When the refresh token stops working; sign in again after it.
     pub refresh_token_expires_at: DateTime<Utc>,
+    /// When the sign-in ends however often it refreshes (`POTENTIA_SESSION_MAX_LIFETIME_SECS`
+    /// after it); sign in again then.
+    pub session_expires_at: DateTime<Utc>,
     /// The signed-in user's profile.
     pub user: User,
 }
 
 fn session(state: &AppState, user: User, refresh: IssuedRefreshToken) -> ApiResult<Session> {
-    let access_token = state
-        .jwt
-        .issue_access_token(user.id, user.email.as_deref())?;
+    let access_token =
+        state
+            .jwt
+            .issue_access_token(user.id, user.email.as_deref(), refresh.family_id)?;
     Ok(Session {
         access_token,
         token_type: "bearer",
         expires_in: state.jwt.access_ttl().as_secs(),
         refresh_token: refresh.token,
         refresh_token_expires_at: refresh.expires_at,
+        session_expires_at: refresh.session_expires_at,
         user,
     })
 }
@@ -160,7 +165,14 @@ pub async fn sign_up(
             err.into()
         }
     })?;
-    let refresh = refresh::issue(&mut *tx, user.id, state.settings.auth.refresh_token_ttl).await?;
+    let auth = &state.settings.auth;
+    let refresh = refresh::issue(
+        &mut *tx,
+        user.id,
+        auth.refresh_token_ttl,
+        auth.session_max_lifetime,
+    )
+    .await?;
     audit::record(
         &mut *tx,
         AuditEntry::new("user.create", "user", user.id)
@@ -216,7 +228,14 @@ pub async fn sign_in(
     let user = users_db::find(&mut *tx, user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
-    let refresh = refresh::issue(&mut *tx, user.id, state.settings.auth.refresh_token_ttl).await?;
+    let auth = &state.settings.auth;
+    let refresh = refresh::issue(
+        &mut *tx,
+        user.id,
+        auth.refresh_token_ttl,
+        auth.session_max_lifetime,
+    )
+    .await?;
     audit::record(
         &mut *tx,
         AuditEntry::new("auth.signin", "user", user.id)
@@ -237,7 +256,7 @@ pub async fn sign_in(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new session: a new access token and the next refresh token", body = Session),
-        (status = 401, description = "Unknown (`invalid_refresh_token`), expired (`refresh_token_expired`), revoked by a sign-out (`refresh_token_revoked`) or reused after the grace window (`refresh_token_reused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown (`invalid_refresh_token`), expired (`refresh_token_expired`), past the sign-in's maximum lifetime (`session_expired`), revoked by a sign-out (`refresh_token_revoked`) or reused after the grace window (`refresh_token_reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -265,6 +284,10 @@ pub async fn refresh_session(
             "refresh_token_expired",
             "the refresh token has expired; sign in again",
         )),
+        Rotation::SessionExpired => Err(ApiError::unauthorized(
+            "session_expired",
+            "this sign-in reached its maximum lifetime (POTENTIA_SESSION_MAX_LIFETIME_SECS); sign in again",
+        )),
         Rotation::Revoked => Err(ApiError::unauthorized(
             "refresh_token_revoked",
             "this sign-in was revoked (signed out, or its refresh token was reused); sign in again",
@@ -279,6 +302,7 @@ pub async fn refresh_session(
             )
             .await?;
             tx.commit().await?;
+            state.sessions.end(family_id);
             tracing::warn!(%user_id, %family_id, "refresh token reused; family revoked");
             Err(ApiError::unauthorized(
                 "refresh_token_reused",
@@ -324,7 +348,7 @@ async fn refreshed(
     security(("bearer" = [])),
     request_body = SignOutRequest,
     responses(
-        (status = 204, description = "Signed out"),
+        (status = 204, description = "Signed out; the canvas sockets opened with the session's access tokens close with 4001"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Neither `refresh_token` nor `all`", body = Problem, content_type = "application/problem+json"),
     )
@@ -336,15 +360,20 @@ pub async fn sign_out(
     ApiJson(body): ApiJson<SignOutRequest>,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let (scope, revoked) = match (body.all, body.refresh_token.as_deref()) {
+    let (scope, revoked, family) = match (body.all, body.refresh_token.as_deref()) {
         (true, _) => (
             "all",
             refresh::revoke_all_of_user(&mut *tx, caller.id).await?,
+            None,
         ),
         (false, Some(token)) => match refresh::family_of(&mut *tx, token, caller.id).await? {
-            Some(family) => ("session", refresh::revoke_family(&mut *tx, family).await?),
+            Some(family) => (
+                "session",
+                refresh::revoke_family(&mut *tx, family).await?,
+                Some(family),
+            ),
             // Someone else's or an unknown token: nothing of the caller's to revoke.
-            None => ("session", 0),
+            None => ("session", 0, None),
         },
         (false, None) => {
             return Err(ApiError::invalid_field(
@@ -362,5 +391,11 @@ pub async fn sign_out(
     )
     .await?;
     tx.commit().await?;
+    // This node's sockets close now; other nodes' at their next session check.
+    match family {
+        Some(family) => state.sessions.end(family),
+        None if body.all => state.sessions.end_user(caller.id),
+        None => {}
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -23,7 +23,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
 use crate::pagination::Page;
 use crate::state::AppState;
-use crate::validation::FieldErrors;
+use crate::validation::{storable_body, FieldErrors};
 
 /// Longest block text accepted through REST, in characters.
 pub const MAX_TEXT_CHARS: usize = 100_000;
@@ -801,6 +801,7 @@ pub async fn import_markdown(
     }
     let markdown = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_markdown", "the body is not UTF-8"))?;
+    storable_body(markdown.as_bytes())?;
     let blocks = potentia_sync::markdown::from_markdown(markdown)
         .map_err(|e| ApiError::from(potentia_sync::SyncError::Markdown(e)))?;
     let edit = BlockEdit::Import {

@@ -1220,6 +1220,27 @@ pub async fn insert_instances<'e>(
     Ok(done.rows_affected())
 }
 
+/// How many instances the calendar holds now.
+pub async fn instance_count<'e>(db: impl PgExecutor<'e>, calendar_id: Uuid) -> sqlx::Result<i64> {
+    Ok(sqlx::query_scalar!(
+        "select instance_count from calendars where id = $1",
+        calendar_id
+    )
+    .fetch_optional(db)
+    .await?
+    .unwrap_or(0))
+}
+
+/// How many schedules the calendar holds now.
+pub async fn schedule_count<'e>(db: impl PgExecutor<'e>, calendar_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from schedules where calendar_id = $1"#,
+        calendar_id
+    )
+    .fetch_one(db)
+    .await
+}
+
 pub async fn delete_instances<'e>(db: impl PgExecutor<'e>, schedule_id: Uuid) -> sqlx::Result<()> {
     sqlx::query!(
         "delete from schedule_instances where schedule_id = $1",

@@ -31,6 +31,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{ApiJson, ApiPath, RequestId};
 use crate::state::AppState;
+use crate::validation::storable_body;
 
 /// The most schedules a feed holds.
 pub const MAX_FEED_SCHEDULES: i64 = 20_000;
@@ -440,6 +441,8 @@ fn timing_of_event(event: &Event, placement: Tz) -> Result<Timing, String> {
               (status = 400, description = "The body is not iCalendar, or is over an import limit (`invalid_icalendar`, `icalendar_limit_exceeded`)", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "The caller's role on the calendar is below editor", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "The import would make the calendar hold more than 20,000 schedules or 500,000 stored occurrences (`calendar_full`); nothing is imported", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "The body holds a NUL byte (`body`)", body = Problem, content_type = "application/problem+json"),
               (status = 413, description = "The file is over the server's body limit (`POTENTIA_BODY_LIMIT_BYTES`, 1 MiB by default)", body = Problem, content_type = "application/problem+json"),
               (status = 415, description = "The `Content-Type` is not `text/calendar`", body = Problem, content_type = "application/problem+json")))]
 pub async fn import_calendar(
@@ -466,6 +469,7 @@ pub async fn import_calendar(
             detail: "expected an iCalendar body with `Content-Type: text/calendar`".into(),
         });
     }
+    storable_body(&body)?;
     let report = ical::import(&body).map_err(|e| calendar_error(e, "body"))?;
     let calendar = db::find_calendar(&mut *tx, calendar_id)
         .await?
@@ -514,7 +518,8 @@ pub async fn import_calendar(
         let series = match &event.recurrence {
             Some(recurrence) => Series::from_recurrence(timing, recurrence.clone()),
             None => Series::new(timing, &[] as &[String], &[], &[]),
-        };
+        }
+        .and_then(|series| series.check_density().map(|()| series));
         let series = match series {
             Ok(series) => series,
             Err(err) => {
@@ -695,6 +700,7 @@ pub async fn import_calendar(
     for record in touched.values() {
         materialize::rematerialize(&mut tx, record, placement, now).await?;
     }
+    materialize::check_schedule_count(&mut tx, calendar_id).await?;
     audit::record(
         &mut *tx,
         AuditEntry::new("calendar.import", "calendar", calendar_id)

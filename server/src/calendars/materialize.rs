@@ -10,6 +10,11 @@
 //!   passes; a query past either end extends that schedule first ([`cover`]).
 //! * One step expands at most [`MATERIALIZE_LIMITS`] occurrences; a rule with more in a span
 //!   is materialized up to where the cap stopped it, and the rest follows in later steps.
+//! * **Bounds.** Nothing is materialized more than [`MAX_DISTANCE`] from now (views and
+//!   free/busy may not ask past it either), and a calendar holds at most
+//!   [`MAX_INSTANCES_PER_CALENDAR`] instances (`calendars.instance_count`, kept by triggers):
+//!   a create or edit that would pass it is refused (409 `calendar_full`), and an extension
+//!   that would is left undone (the schedule is reported incomplete).
 //!
 //! [`MATERIALIZE_LIMITS`]: potentia_calendar::schedule::MATERIALIZE_LIMITS
 
@@ -32,6 +37,12 @@ pub const HORIZON: Duration = Duration::days(365);
 /// How far before now a new or edited schedule's instances start (older ones are added when a
 /// query reaches them).
 pub const LOOKBACK: Duration = Duration::days(31);
+/// How far from now views, free/busy and materialization reach, either way (about 5 years).
+pub const MAX_DISTANCE: Duration = Duration::days(1_830);
+/// The most instances one calendar stores.
+pub const MAX_INSTANCES_PER_CALENDAR: i64 = 500_000;
+/// The most schedules one calendar holds.
+pub const MAX_SCHEDULES_PER_CALENDAR: i64 = 20_000;
 /// How often the horizon job runs.
 pub const HORIZON_JOB_INTERVAL: StdDuration = StdDuration::from_secs(3600);
 /// Schedules the horizon job extends per transaction.
@@ -85,7 +96,7 @@ pub fn initial_window(series: &Series, placement: Tz, now: DateTime<Utc>) -> Win
     let until = (now + HORIZON).max(first + Duration::days(1));
     let series_end = series.series_end(placement);
     let from = if series_end.is_some() {
-        first
+        first.max(now - MAX_DISTANCE)
     } else {
         first.max(now - LOOKBACK)
     };
@@ -167,8 +178,40 @@ pub struct Outcome {
     pub truncated: bool,
 }
 
+/// The 409 of a calendar whose instances would pass [`MAX_INSTANCES_PER_CALENDAR`].
+fn calendar_full() -> ApiError {
+    ApiError::conflict(
+        "calendar_full",
+        format!(
+            "the calendar would hold more than {MAX_INSTANCES_PER_CALENDAR} occurrences; \
+             delete schedules or give this one an end"
+        ),
+    )
+}
+
+/// Room left in `calendar_id` for instances.
+async fn instance_room(conn: &mut PgConnection, calendar_id: Uuid) -> Result<u64, ApiError> {
+    let held = db::instance_count(&mut *conn, calendar_id).await?;
+    Ok(u64::try_from(MAX_INSTANCES_PER_CALENDAR - held).unwrap_or(0))
+}
+
+/// The 409 of a calendar that would hold more than [`MAX_SCHEDULES_PER_CALENDAR`], when it
+/// does (checked after the insert, inside the caller's transaction).
+pub async fn check_schedule_count(
+    conn: &mut PgConnection,
+    calendar_id: Uuid,
+) -> Result<(), ApiError> {
+    if db::schedule_count(&mut *conn, calendar_id).await? > MAX_SCHEDULES_PER_CALENDAR {
+        return Err(ApiError::conflict(
+            "calendar_full",
+            format!("a calendar holds at most {MAX_SCHEDULES_PER_CALENDAR} schedules"),
+        ));
+    }
+    Ok(())
+}
+
 /// Rebuilds every instance of `record` (after create or edit): returns the row with its new
-/// span.
+/// span. Refused with 409 `calendar_full` when the calendar would pass its instance bound.
 pub async fn rematerialize(
     conn: &mut PgConnection,
     record: &ScheduleRecord,
@@ -200,6 +243,9 @@ pub async fn rematerialize(
                 );
             }
         }
+    }
+    if batch.len() as u64 > instance_room(&mut *conn, record.calendar_id).await? {
+        return Err(calendar_full());
     }
     let inserted = db::insert_instances(
         &mut *conn,
@@ -250,9 +296,16 @@ pub async fn extend(
     let exceptions = db::exceptions_of(&mut *conn, record.id).await?;
     let by_original: HashMap<NaiveDateTime, &ExceptionRecord> =
         exceptions.iter().map(|x| (x.original_start, x)).collect();
+    let mut room = instance_room(&mut *conn, record.calendar_id).await?;
     for (span_from, span_to, backwards) in spans {
         let planned = series.expand_window(span_from, span_to, placement);
         let batch = batch_for(record, &planned.instances, &by_original, placement);
+        if batch.len() as u64 > room {
+            // The calendar is full: this span stays unmaterialized, the schedule incomplete.
+            outcome.truncated = true;
+            continue;
+        }
+        room -= batch.len() as u64;
         outcome.inserted += db::insert_instances(
             &mut *conn,
             record.id,
@@ -288,7 +341,12 @@ pub async fn cover(
 ) -> Result<Vec<Uuid>, ApiError> {
     // Long occurrences that start before `from` overlap it too; a day of slack covers all-day
     // and overnight events, the usual long ones.
-    let from = from - Duration::days(1);
+    let now = Utc::now();
+    let from = (from - Duration::days(1)).max(now - MAX_DISTANCE);
+    let to = to.min(now + MAX_DISTANCE);
+    if from >= to {
+        return Ok(Vec::new());
+    }
     let candidates = db::schedules_to_extend(pool, calendar_ids, from, to).await?;
     let mut truncated = Vec::new();
     for candidate in candidates {

@@ -24,6 +24,7 @@ use crate::http::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::tasks::routes::due_between;
 use crate::tasks::Task;
+use crate::validation::FieldErrors;
 
 /// The longest span a view or a free/busy query may cover.
 pub const MAX_RANGE_DAYS: i64 = 400;
@@ -38,6 +39,8 @@ const MAX_VIEW_CALENDARS: i64 = 500;
 /// (the newest invitations).
 pub const MAX_VIEW_GUEST_SCHEDULES: i64 = 2_000;
 
+/// A view or free/busy range: non-empty, at most [`MAX_RANGE_DAYS`] long, and within
+/// [`materialize::MAX_DISTANCE`] of now at both ends.
 fn range_field(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), ApiError> {
     if to <= from {
         return Err(ApiError::invalid_field(
@@ -45,6 +48,17 @@ fn range_field(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), ApiError> {
             "must be after time_min",
         ));
     }
+    let now = Utc::now();
+    let far = materialize::MAX_DISTANCE;
+    let distance = format!("must be within {} days (5 years) of now", far.num_days());
+    let mut errors = FieldErrors::default();
+    if from < now - far {
+        errors.push("time_min", distance.clone());
+    }
+    if to > now + far {
+        errors.push("time_max", distance);
+    }
+    errors.into_result()?;
     if to - from > Duration::days(MAX_RANGE_DAYS) {
         return Err(ApiError::invalid_field(
             "time_max",

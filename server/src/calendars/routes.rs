@@ -360,7 +360,9 @@ pub async fn get_calendar(
     params(("calendar_id" = Uuid, Path)), request_body = PatchCalendar,
     responses((status = 200, description = "The calendar as stored after the change", body = Calendar),
               (status = 400, description = "An unknown `time_zone` (`unknown_time_zone`)", body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "A new `time_zone` would place more than 500,000 stored occurrences (`calendar_full`); nothing is saved", body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_calendar(
     State(state): State<AppState>,
     caller: AuthUser,

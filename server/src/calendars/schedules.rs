@@ -560,6 +560,7 @@ fn timing_columns(timing: &Timing, fields: &mut ScheduleFields) {
     }
 }
 
+/// The series a request asks to store: valid, and no denser than once an hour.
 fn series_field(timing: Timing, recurrence: &RecurrenceBody) -> Result<Series, ApiError> {
     Series::new(
         timing,
@@ -567,6 +568,7 @@ fn series_field(timing: Timing, recurrence: &RecurrenceBody) -> Result<Series, A
         &recurrence.rdate,
         &recurrence.exdate,
     )
+    .and_then(|series| series.check_density().map(|()| series))
     .map_err(|e| calendar_error(e, "recurrence"))
 }
 
@@ -668,7 +670,7 @@ fn refuse_conflicts(found: &[Conflict]) -> ApiError {
               (status = 400, description = "An unknown `time_zone`, or a recurrence rule or date that cannot be parsed (`errors[]` names `recurrence.rrule`, `.rdate`, `.exdate` or `.dtstart`)", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "The caller's role on the calendar is below editor", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`strict` and the schedule overlaps busy occurrences (`schedule_conflict`), or `uid` is taken in the calendar (`uid_taken`)", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`strict` and the schedule overlaps busy occurrences (`schedule_conflict`), `uid` is taken in the calendar (`uid_taken`), or the calendar is full (`calendar_full`: 20,000 schedules or 500,000 stored occurrences)", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_schedule(
     State(state): State<AppState>,
@@ -771,6 +773,7 @@ pub async fn create_schedule(
     let window = materialize::initial_window(&series, calendar_zone, now);
     let record =
         db::insert_schedule(&mut *tx, id, calendar_id, &fields, None, window, caller.id).await?;
+    materialize::check_schedule_count(&mut tx, calendar_id).await?;
     db::insert_guest(
         &mut *tx,
         id,
@@ -942,7 +945,7 @@ fn stale_exceptions(
               (status = 400, description = "An unknown `time_zone`, or a recurrence rule or date that cannot be parsed", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`strict` and the changed schedule overlaps busy occurrences (`schedule_conflict`); nothing is saved", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`strict` and the changed schedule overlaps busy occurrences (`schedule_conflict`), or its occurrences would pass the calendar's 500,000 (`calendar_full`); nothing is saved", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn patch_schedule(
     State(state): State<AppState>,
@@ -1172,6 +1175,7 @@ fn original_start_field(
     responses((status = 200, description = "The exception as stored, with the schedule's conflicts after the change", body = ExceptionWrite),
               (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "The calendar would hold more than 500,000 stored occurrences (`calendar_full`); nothing is saved", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "`original_start` is not an occurrence of the series, times of the wrong kind (`start`/`end` on an all-day series or the reverse), or another invalid field", body = Problem, content_type = "application/problem+json")))]
 pub async fn put_exception(
     State(state): State<AppState>,
@@ -1343,7 +1347,8 @@ pub async fn list_exceptions(
     params(("schedule_id" = Uuid, Path), ("original_start" = String, Path)),
     responses((status = 204, description = "Restored: the occurrence follows the series again"),
               (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No such schedule visible to the caller, or no exception at `original_start` (also when it cannot be read as an original start)", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "No such schedule visible to the caller, or no exception at `original_start` (also when it cannot be read as an original start)", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "The calendar would hold more than 500,000 stored occurrences (`calendar_full`); nothing is saved", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_exception(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -1425,7 +1430,7 @@ pub struct SplitResult {
               (status = 400, description = "The series cannot be split at `original_start`, or `changes` has an unknown zone or a recurrence that cannot be parsed", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "The caller can see the schedule but is not an editor of its calendar", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such schedule, or the caller neither reads its calendar nor is its guest", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`changes.strict` and the new series overlaps busy occurrences (`schedule_conflict`); nothing is saved", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`changes.strict` and the new series overlaps busy occurrences (`schedule_conflict`), or the calendar is full (`calendar_full`); nothing is saved", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "`original_start` is not an occurrence, or is the first one (change the whole series with PATCH), or a change is invalid", body = Problem, content_type = "application/problem+json")))]
 pub async fn split_schedule(
     State(state): State<AppState>,
@@ -1490,6 +1495,7 @@ pub async fn split_schedule(
         caller.id,
     )
     .await?;
+    materialize::check_schedule_count(&mut tx, record.calendar_id).await?;
     sqlx::query!(
         r#"insert into schedule_guests (id, schedule_id, user_id, email, display_name, optional, organizer, rsvp, responded_at)
            select gen_random_uuid(), $2, user_id, email, display_name, optional, organizer, rsvp, responded_at

@@ -232,6 +232,9 @@ impl From<SyncError> for ApiError {
             SyncError::Schema(SchemaError::DuplicateId(_)) => {
                 ApiError::conflict("block_exists", error.to_string())
             }
+            SyncError::Schema(SchemaError::TooDeep { .. }) => {
+                ApiError::invalid_field("parent_id", error.to_string())
+            }
             SyncError::Schema(_) => ApiError::Validation {
                 detail: error.to_string(),
                 errors: Vec::new(),

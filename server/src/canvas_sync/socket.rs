@@ -6,9 +6,11 @@
 //! checked before the upgrade (401 / 404 problems, no socket). After it, one task per socket runs
 //! [`serve_socket`]: frames from the client go through the [`Connection`] state machine (limits,
 //! validation, roles) into the room; frames from the room go out in order; pings keep the socket
-//! alive; every ending sends a close frame with a code and a reason.
+//! alive; every ending sends a close frame with a code and a reason. The socket lives no longer
+//! than its token: when the token expires, or its session signs out ([`crate::auth::sessions`]),
+//! the client gets an auth message and close 4001, and reconnects with a fresh token.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -25,7 +27,8 @@ use uuid::Uuid;
 use super::document_role;
 use crate::access::canvas_access;
 use crate::auth::extract::bearer_token_from_headers;
-use crate::auth::AuthUser;
+use crate::auth::sessions::SessionWatch;
+use crate::auth::{refresh, AuthUser};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::{ApiPath, ApiQuery, RequestId};
 use crate::state::AppState;
@@ -33,6 +36,11 @@ use crate::state::AppState;
 /// Close code for a connection refused because a connection limit is reached (RFC 6455 §7.4.1
 /// "try again later").
 const TRY_AGAIN_LATER: u16 = 1013;
+
+/// The auth message's reason when the socket's token expires.
+pub const TOKEN_EXPIRED_REASON: &str = "the access token expired; reconnect with a fresh one";
+/// The auth message's reason when the socket's session signs out.
+pub const SIGNED_OUT_REASON: &str = "the session signed out; sign in again";
 
 /// Read and write buffer of one socket; frames larger than this still go through, in pieces.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
@@ -69,7 +77,20 @@ pub async fn canvas_socket(
         Some(token) if !token.is_empty() => token,
         _ => bearer_token_from_headers(&headers)?,
     };
-    let caller = AuthUser::from_token(&state, token, request_id.as_deref()).await?;
+    let verified = state.jwt.verify(token)?;
+    let life = TokenLife {
+        expires_at: verified.expires_at,
+        session: verified.session_id,
+    };
+    if let Some(session) = life.session {
+        if refresh::family_revoked(&state.db, session).await? {
+            return Err(ApiError::unauthorized(
+                "session_signed_out",
+                "the token's session signed out; sign in again",
+            ));
+        }
+    }
+    let caller = AuthUser::from_verified(&state, verified, request_id.as_deref()).await?;
     let role = canvas_access(&state.db, caller.id, canvas_id)
         .await?
         .and_then(|found| document_role(found.access))
@@ -88,7 +109,7 @@ pub async fn canvas_socket(
         // per connection that was most of the memory and, under fan-out, 30 % of the CPU.
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .on_upgrade(move |socket| serve_socket(socket, state, canvas_id, caller.id, role))
+        .on_upgrade(move |socket| serve_socket(socket, state, canvas_id, caller.id, role, life))
         .into_response())
 }
 
@@ -139,6 +160,31 @@ fn close_for_refusal(error: &SyncError) -> Close {
     }
 }
 
+/// How long the socket's token lasts.
+struct TokenLife {
+    /// Seconds since the epoch.
+    expires_at: i64,
+    session: Option<Uuid>,
+}
+
+impl TokenLife {
+    /// When the token expires, on the runtime's clock.
+    fn deadline(&self) -> tokio::time::Instant {
+        let left = self
+            .expires_at
+            .saturating_sub(chrono::Utc::now().timestamp());
+        tokio::time::Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    }
+}
+
+/// Resolves when the watched session signs out; never without a session.
+async fn signed_out(watch: Option<&SessionWatch>) {
+    match watch {
+        Some(watch) => watch.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One socket from upgrade to close.
 async fn serve_socket(
     socket: WebSocket,
@@ -146,6 +192,7 @@ async fn serve_socket(
     canvas_id: Uuid,
     user_id: Uuid,
     role: Role,
+    life: TokenLife,
 ) {
     let (mut sink, mut stream) = socket.split();
     let rooms = state.rooms.clone();
@@ -164,9 +211,24 @@ async fn serve_socket(
     let write_timeout = ping_every;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
+    let expires = tokio::time::sleep_until(life.deadline());
+    tokio::pin!(expires);
+    let session = life
+        .session
+        .map(|session| state.sessions.watch(user_id, session));
 
     let close: Option<Close> = 'socket: loop {
         tokio::select! {
+            () = &mut expires => {
+                let (frame, close) = connection.unauthenticate(TOKEN_EXPIRED_REASON);
+                let _ = send(&mut sink, Message::Binary(frame.into()), write_timeout).await;
+                break Some(close);
+            }
+            () = signed_out(session.as_ref()) => {
+                let (frame, close) = connection.unauthenticate(SIGNED_OUT_REASON);
+                let _ = send(&mut sink, Message::Binary(frame.into()), write_timeout).await;
+                break Some(close);
+            }
             event = member.next_event() => match event {
                 MemberEvent::Frame(frame) => {
                     metrics.bytes_out.inc_by(frame.len() as u64);

@@ -8,7 +8,7 @@ mod params;
 mod problem;
 
 pub use client_ip::ClientIp;
-pub use json::ApiJson;
+pub use json::{ApiJson, NUL_MESSAGE};
 pub use params::{ApiPath, ApiQuery};
 pub use problem::{problem_responses, route_not_found};
 

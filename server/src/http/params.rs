@@ -7,7 +7,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::deserialize::{field_error, product_message};
-use crate::error::ApiError;
+use super::json::NUL_MESSAGE;
+use crate::error::{ApiError, FieldError};
 
 /// Path parameters; a malformed one (say, an id that is not a UUID) is a 400 saying which.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +74,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
 
 /// Parses a query string, turning serde's error into a problem that names the parameter.
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    // Postgres stores no NUL character, so no parameter may hold one (`%00`).
+    let nul: Vec<FieldError> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(key, value)| key.contains('\0') || value.contains('\0'))
+        .map(|(key, _)| FieldError::new(key, NUL_MESSAGE))
+        .collect();
+    if !nul.is_empty() {
+        return Err(ApiError::invalid_fields(nul));
+    }
     let deserializer =
         serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
@@ -111,6 +120,13 @@ mod tests {
         let (field, message) = field_error_of("time_min=2026-03-10");
         assert_eq!(field, "time_min");
         assert!(message.contains("2026-03-10T09:00:00Z"), "{message}");
+    }
+
+    #[test]
+    fn a_parameter_holding_a_nul_is_named() {
+        let (field, message) = field_error_of("time_min=2026-03-10T00:00:00Z&q=a%00b");
+        assert_eq!(field, "q");
+        assert!(message.contains("NUL"), "{message}");
     }
 
     #[test]

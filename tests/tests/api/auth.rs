@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use jsonwebtoken::{encode, EncodingKey, Header};
-use potentia_tests::{expect_problem, TestApp, TEST_AUDIENCE, TEST_JWT_SECRET, TEST_PASSWORD};
+use potentia_tests::{
+    expect_problem, TestApp, TEST_AUDIENCE, TEST_EXTERNAL_ISSUER, TEST_JWT_SECRET, TEST_PASSWORD,
+};
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -20,7 +22,7 @@ fn forge(secret: &str, claims: serde_json::Value) -> String {
 
 fn valid_claims(sub: Uuid) -> serde_json::Value {
     json!({ "sub": sub.to_string(), "email": "ext@example.org", "aud": TEST_AUDIENCE,
-            "exp": Utc::now().timestamp() + 600, "role": "authenticated" })
+            "iss": TEST_EXTERNAL_ISSUER, "exp": Utc::now().timestamp() + 600, "role": "authenticated" })
 }
 
 #[tokio::test]
@@ -599,4 +601,73 @@ async fn behind_a_trusted_proxy_the_ip_limit_keys_on_the_last_forwarded_hop() {
         refresh("203.0.113.9, 198.51.100.2").await.unwrap().status(),
         401
     );
+}
+
+#[tokio::test]
+async fn a_token_of_an_issuer_not_accepted_or_of_none_is_401() {
+    let app = TestApp::spawn().await;
+    let mut other = valid_claims(Uuid::new_v4());
+    other["iss"] = json!("https://staging.example/auth/v1");
+    let mut none = valid_claims(Uuid::new_v4());
+    none.as_object_mut().map(|claims| claims.remove("iss"));
+    for claims in [other, none] {
+        let response = app
+            .authed(
+                Method::GET,
+                "/api/v1/auth/me",
+                &forge(TEST_JWT_SECRET, claims),
+            )
+            .send()
+            .await
+            .unwrap();
+        expect_problem(response, 401, "invalid_token").await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_before_its_nbf_is_401() {
+    let app = TestApp::spawn().await;
+    let mut claims = valid_claims(Uuid::new_v4());
+    claims["nbf"] = json!(Utc::now().timestamp() + 3600);
+    let response = app
+        .authed(
+            Method::GET,
+            "/api/v1/auth/me",
+            &forge(TEST_JWT_SECRET, claims),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(response, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn refreshing_never_extends_a_sign_in_past_its_maximum_lifetime() {
+    let app = TestApp::spawn_with(|s| s.auth.session_max_lifetime = Duration::from_secs(60)).await;
+    let session = app.sign_up("ada@example.org").await;
+    let ends = session.0["session_expires_at"].clone();
+    // The refresh token's own lifetime (an hour here) is cut to the sign-in's end.
+    assert_eq!(session.0["refresh_token_expires_at"], ends);
+    let refreshed = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({ "refresh_token": session.refresh_token() }),
+        )
+        .await;
+    assert_eq!(refreshed.status(), 200);
+    let refreshed: serde_json::Value = refreshed.json().await.unwrap();
+    assert_eq!(refreshed["session_expires_at"], ends);
+    assert_eq!(refreshed["refresh_token_expires_at"], ends);
+    // Once the sign-in is older than its lifetime, its live token no longer refreshes.
+    sqlx::query("update refresh_tokens set session_expires_at = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let late = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({ "refresh_token": refreshed["refresh_token"] }),
+        )
+        .await;
+    expect_problem(late, 401, "session_expired").await;
 }

@@ -57,7 +57,8 @@ struct Scenario {
 }
 
 fn token_for(user: Uuid) -> String {
-    let claims = json!({ "sub": user.to_string(), "aud": TEST_AUDIENCE, "exp": Utc::now().timestamp() + 600 });
+    let claims = json!({ "sub": user.to_string(), "aud": TEST_AUDIENCE, "iss": "potentia",
+                         "exp": Utc::now().timestamp() + 600 });
     encode(
         &Header::default(),
         &claims,

@@ -2,6 +2,7 @@
 
 mod auth;
 mod authz_matrix;
+mod calendar_bounds;
 mod calendars;
 mod canvases;
 mod email;

@@ -228,3 +228,131 @@ async fn deleting_the_canvas_closes_its_sockets() {
         "a deleted canvas must not open"
     );
 }
+
+/// An access token of `user` this server issued, expiring in `seconds`.
+fn token_expiring_in(user: Uuid, seconds: i64) -> String {
+    let claims = json!({
+        "sub": user.to_string(),
+        "aud": potentia_tests::TEST_AUDIENCE,
+        "iss": "potentia",
+        "exp": chrono::Utc::now().timestamp() + seconds,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(potentia_tests::TEST_JWT_SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+async fn sign_in(app: &TestApp, email: &str) -> Session {
+    let response = app
+        .post_json(
+            "/api/v1/auth/signin",
+            &json!({ "email": email, "password": potentia_tests::TEST_PASSWORD }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    Session(response.json().await.expect("session"))
+}
+
+async fn sign_out(app: &TestApp, session: &Session, body: serde_json::Value) {
+    let (status, problem) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/signout",
+            Some(session.access_token()),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 204, "{problem}");
+}
+
+#[tokio::test]
+async fn a_socket_whose_token_expires_gets_the_reason_and_closes_with_4001() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let canvas = app.create_canvas(owner.access_token(), None, "Plan").await;
+    let client = connected(&app, canvas, &token_expiring_in(owner.user_id(), 2)).await;
+    let (code, reason) = client
+        .wait_closed(Duration::from_secs(10))
+        .await
+        .expect("closed at expiry");
+    assert_eq!(code, potentia_sync::close::UNAUTHENTICATED);
+    assert_eq!(
+        reason,
+        potentia_server::canvas_sync::socket::TOKEN_EXPIRED_REASON
+    );
+    assert_eq!(client.state().denied, vec![reason]);
+}
+
+#[tokio::test]
+async fn signing_out_closes_that_sessions_sockets_only_and_refuses_its_tokens_new_sockets() {
+    let app = TestApp::spawn().await;
+    let first = app.sign_up("owner@example.org").await;
+    let second = sign_in(&app, "owner@example.org").await;
+    let canvas = app.create_canvas(first.access_token(), None, "Plan").await;
+    let signed_out = connected(&app, canvas, first.access_token()).await;
+    let staying = connected(&app, canvas, second.access_token()).await;
+    sign_out(
+        &app,
+        &first,
+        json!({ "refresh_token": first.refresh_token() }),
+    )
+    .await;
+    let (code, reason) = signed_out
+        .wait_closed(Duration::from_secs(5))
+        .await
+        .expect("closed by the sign-out");
+    assert_eq!(code, potentia_sync::close::UNAUTHENTICATED);
+    assert_eq!(
+        reason,
+        potentia_server::canvas_sync::socket::SIGNED_OUT_REASON
+    );
+    append(staying.doc(), "still here");
+    wait_text(&staying, "still here").await;
+    assert!(staying.state().closed.is_none());
+    let url = app.ws_url(canvas, first.access_token());
+    assert_eq!(upgrade_status(&url).await, 401);
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_closes_every_session_of_the_user() {
+    let app = TestApp::spawn().await;
+    let first = app.sign_up("owner@example.org").await;
+    let second = sign_in(&app, "owner@example.org").await;
+    let canvas = app.create_canvas(first.access_token(), None, "Plan").await;
+    let a = connected(&app, canvas, first.access_token()).await;
+    let b = connected(&app, canvas, second.access_token()).await;
+    sign_out(&app, &first, json!({ "all": true })).await;
+    for client in [a, b] {
+        let (code, _) = client
+            .wait_closed(Duration::from_secs(5))
+            .await
+            .expect("closed");
+        assert_eq!(code, potentia_sync::close::UNAUTHENTICATED);
+    }
+}
+
+#[tokio::test]
+async fn a_sign_out_on_another_node_closes_the_socket_at_the_next_session_check() {
+    let app = TestApp::spawn().await;
+    let other_node = app.spawn_node(|_| {}).await;
+    let session = app.sign_up("owner@example.org").await;
+    let canvas = app
+        .create_canvas(session.access_token(), None, "Plan")
+        .await;
+    let client = connected(&app, canvas, session.access_token()).await;
+    sign_out(
+        &other_node,
+        &session,
+        json!({ "refresh_token": session.refresh_token() }),
+    )
+    .await;
+    // Test servers check every second.
+    let (code, _) = client
+        .wait_closed(Duration::from_secs(5))
+        .await
+        .expect("closed by the check");
+    assert_eq!(code, potentia_sync::close::UNAUTHENTICATED);
+}

@@ -638,3 +638,119 @@ async fn rich_text_that_is_not_inline_or_is_given_twice_is_a_422() {
     }
     assert!(texts(&list(&f, "").await).is_empty());
 }
+
+#[tokio::test]
+async fn text_type_or_props_holding_a_nul_are_a_422_naming_each_and_store_nothing() {
+    let f = fixture().await;
+    let (status, problem) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(
+                json!({ "type": "to\u{0}do", "text": "pay\u{0}", "props": { "note": "a\u{0}b" } }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(error_fields(&problem), ["props.note", "text", "type"]);
+    let block = create(&f, json!({ "type": "paragraph", "text": "kept" })).await;
+    let (status, problem) = f
+        .app
+        .call(
+            Method::PATCH,
+            &block_path(&f, &block["id"]),
+            Some(f.owner.access_token()),
+            Some(json!({ "runs": [{ "text": "ok" }, { "text": "\u{0}" }] })),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(error_fields(&problem), ["runs[1].text"]);
+    let page = list(&f, "").await;
+    assert_eq!(texts(&page), vec!["kept"]);
+    assert_eq!(page["items"][0]["version"], 1);
+}
+
+#[tokio::test]
+async fn markdown_holding_a_nul_is_a_422_naming_the_body_and_changes_nothing() {
+    let f = fixture().await;
+    let (status, problem) = import(&f, "", "# Plan\n\n- [ ] pay\u{0}\n").await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(error_fields(&problem), ["body"]);
+    assert!(texts(&list(&f, "").await).is_empty());
+}
+
+#[tokio::test]
+async fn a_query_parameter_holding_a_nul_is_a_422_naming_it() {
+    let f = fixture().await;
+    let (status, problem) = f
+        .app
+        .call(
+            Method::GET,
+            "/api/v1/search?q=pay%00day",
+            Some(f.owner.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(error_fields(&problem), ["q"]);
+}
+
+#[tokio::test]
+async fn blocks_nest_at_most_64_deep_through_rest_and_a_deeper_write_changes_nothing() {
+    let f = fixture().await;
+    let max = potentia_sync::schema::MAX_DEPTH;
+    let mut parent = Value::Null;
+    let mut chain = Vec::new();
+    for depth in 1..=max {
+        let block = create(
+            &f,
+            json!({ "type": "bullet", "text": format!("level {depth}"), "parent_id": parent }),
+        )
+        .await;
+        parent = block["id"].clone();
+        chain.push(parent.clone());
+    }
+    let deepest = &chain[max - 1];
+    let refused = |problem: &Value| error_fields(problem) == ["parent_id"];
+    let (status, problem) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(json!({ "type": "bullet", "text": "too deep", "parent_id": deepest })),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(refused(&problem), "{problem}");
+    // A block with a child moved under level 63 would put the child at 65.
+    let top = create(&f, json!({ "type": "bullet", "text": "top" })).await;
+    create(
+        &f,
+        json!({ "type": "bullet", "text": "child", "parent_id": top["id"] }),
+    )
+    .await;
+    let (status, problem) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("{}/move", block_path(&f, &top["id"])),
+            Some(f.owner.access_token()),
+            Some(json!({ "parent_id": chain[max - 2], "position": "last" })),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(refused(&problem), "{problem}");
+    let query = format!("?parent_id={}", deepest.as_str().expect("id"));
+    let (status, problem) = import(&f, &query, "- too deep\n").await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(refused(&problem), "{problem}");
+    assert_eq!(
+        list(&f, "?limit=100").await["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(max + 2)
+    );
+}

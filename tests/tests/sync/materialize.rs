@@ -251,3 +251,68 @@ async fn keys_grown_long_are_rebalanced_through_the_document() {
         .expect("the client converges on the rebalanced keys");
     assert!(f.app.metric("potentia_sync_rebalances_total").await >= 1.0);
 }
+
+/// A text whose full-text index entry Postgres refuses ("string is too long for tsvector"):
+/// 40,000 distinct words, 1.3 MB.
+fn text_postgres_refuses() -> String {
+    use sha2::Digest;
+    (0..40_000)
+        .map(|i: u32| hex(&sha2::Sha256::digest(i.to_le_bytes())[..16]))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn a_block_postgres_refuses_is_skipped_counted_once_and_the_others_are_written() {
+    let f = fixture().await;
+    let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
+    let refused = add(&client, "paragraph", &text_postgres_refuses());
+    let beside = add(&client, "paragraph", "written beside it");
+    let rows = wait_rows(&f.app.db, f.canvas, |r| r.len() == 1).await;
+    assert_eq!(rows[0].id, beside);
+    let skipped = "potentia_sync_materialize_skipped_blocks_total";
+    // The room counts the refusal right after the commit that wrote the other row.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while f.app.metric(skipped).await < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "never counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Later materializations write the others and do not try the refused block again.
+    patch_text(&client, beside, "edited beside it");
+    wait_rows(&f.app.db, f.canvas, |r| {
+        r.len() == 1 && r[0].text == "edited beside it"
+    })
+    .await;
+    assert_eq!(f.app.metric(skipped).await, 1.0, "counted once");
+    // Once its content changes, it is tried again.
+    patch_text(&client, refused, "short now");
+    let rows = wait_rows(&f.app.db, f.canvas, |r| r.len() == 2).await;
+    assert!(rows
+        .iter()
+        .any(|r| r.id == refused && r.text == "short now"));
+}
+
+#[tokio::test]
+async fn a_nul_in_a_clients_block_is_left_out_of_its_row_and_kept_in_the_document() {
+    let f = fixture().await;
+    let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
+    let id = add(&client, "para\0graph", "zebra\0crossing");
+    let rows = wait_rows(&f.app.db, f.canvas, |r| r.len() == 1).await;
+    assert_eq!(
+        (rows[0].id, rows[0].kind.as_str(), rows[0].text.as_str()),
+        (id, "paragraph", "zebracrossing")
+    );
+    let stored = crate::support::stored(&f.app.db, f.canvas).await;
+    let blocks = potentia_sync::schema::read_blocks(&stored.transact());
+    assert_eq!(blocks[0].text, "zebra\0crossing");
+    assert_eq!(
+        f.app
+            .metric("potentia_sync_materialize_skipped_blocks_total")
+            .await,
+        0.0
+    );
+}
