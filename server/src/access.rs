@@ -396,3 +396,39 @@ pub fn check_calendar_role(
         ),
     })
 }
+
+/// Those of `users` whose email `caller` may be shown: the caller, and whoever shares a
+/// workspace, a canvas or a calendar with them. Anyone else's address (and, for a guest
+/// invited by address, whether an account holds it) stays hidden.
+pub async fn related_users<'e>(
+    db: impl PgExecutor<'e>,
+    caller: Uuid,
+    users: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, ApiError> {
+    if users.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let related = sqlx::query_scalar!(
+        r#"select u as "u!" from unnest($2::uuid[]) as u
+           where u = $1
+              or exists (select 1 from workspace_members a join workspace_members b using (workspace_id)
+                         where a.user_id = $1 and b.user_id = u)
+              or exists (select 1 from canvases c
+                         left join canvas_members a on a.canvas_id = c.id and a.user_id = $1
+                         left join canvas_members b on b.canvas_id = c.id and b.user_id = u
+                         where (c.owner_id = $1 or a.user_id is not null)
+                           and (c.owner_id = u or b.user_id is not null)
+                           and (a.user_id is not null or b.user_id is not null))
+              or exists (select 1 from calendars c
+                         left join calendar_subscriptions a on a.calendar_id = c.id and a.user_id = $1
+                         left join calendar_subscriptions b on b.calendar_id = c.id and b.user_id = u
+                         where (c.owner_id = $1 or a.user_id is not null)
+                           and (c.owner_id = u or b.user_id is not null)
+                           and (a.user_id is not null or b.user_id is not null))"#,
+        caller,
+        users,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(related.into_iter().collect())
+}

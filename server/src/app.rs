@@ -47,6 +47,8 @@ pub fn routes() -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(auth::routes::sign_in))
         .routes(routes!(auth::routes::refresh_session))
         .routes(routes!(auth::routes::sign_out))
+        .routes(routes!(auth::routes::verify_email))
+        .routes(routes!(auth::routes::resend_verification))
         .routes(routes!(users::routes::get_me, users::routes::patch_me))
         .routes(routes!(
             workspaces::routes::create_workspace,

@@ -25,6 +25,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub auth_limits: Arc<AuthRateLimits>,
     pub known_users: Arc<KnownUsers>,
+    /// Users whose address an external token already vouched for (no write on each request).
+    pub known_verified: Arc<KnownUsers>,
     /// Sessions with open canvas sockets on this node, ended by a sign-out.
     pub sessions: Arc<SessionEnds>,
     /// Queue mail with it, and wake this node's sender after the transaction commits.
@@ -75,6 +77,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new(&sync_metrics, &ai_metrics)),
             ai,
             known_users: Arc::new(KnownUsers::default()),
+            known_verified: Arc::new(KnownUsers::default()),
             sessions: Arc::new(SessionEnds::default()),
             outbox: EmailOutbox::for_settings(settings.smtp.as_ref()),
             settings: Arc::new(settings),

@@ -374,6 +374,35 @@ impl TestApp {
         Session(response.json().await.expect("session json"))
     }
 
+    /// The token of the latest verification link mailed to `address` (read from the outbox,
+    /// as the recipient would from the mail).
+    pub async fn verification_token(&self, address: &str) -> String {
+        let body: String = sqlx::query_scalar(
+            "select body_text from email_outbox
+             where kind = 'email_verification' and lower(to_address) = lower($1)
+             order by created_at desc limit 1",
+        )
+        .bind(address)
+        .fetch_one(&self.db)
+        .await
+        .expect("a verification mail");
+        body.split("verify-email?token=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("a link in the mail")
+            .to_owned()
+    }
+
+    /// Verifies `address` through the link mailed to it; answers the profile.
+    pub async fn verify_email(&self, address: &str) -> Value {
+        let token = self.verification_token(address).await;
+        let response = self
+            .post_json("/api/v1/auth/verify", &json!({ "token": token }))
+            .await;
+        assert_eq!(response.status(), 200, "verifying {address} failed");
+        response.json().await.expect("profile json")
+    }
+
     /// Sends an authenticated request.
     pub fn authed(
         &self,

@@ -121,8 +121,36 @@ impl AuthUser {
             ensure_user_row(state, &user, request_id).await?;
             state.known_users.insert(user.id);
         }
+        if verified.email_verified && !state.known_verified.contains(user.id) {
+            mark_verified_by_token(state, &user, request_id).await?;
+            state.known_verified.insert(user.id);
+        }
         Ok(user)
     }
+}
+
+/// Records that an external token vouched for the user's address, auditing the change.
+async fn mark_verified_by_token(
+    state: &AppState,
+    user: &AuthUser,
+    request_id: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(email) = user.email.as_deref() else {
+        return Ok(());
+    };
+    let mut tx = state.db.begin().await?;
+    if users::db::mark_email_verified(&mut *tx, user.id, email).await? {
+        audit::record(
+            &mut *tx,
+            AuditEntry::new("user.verify_email", "user", user.id)
+                .actor(user.id)
+                .after(serde_json::json!({ "email": email, "source": "external_token" }))
+                .request(request_id),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Creates the row of a user first seen through an external token, auditing the creation.

@@ -36,6 +36,31 @@ pub struct Claims {
     /// The sign-in (refresh-token family) the token was issued for; Supabase's claim name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// An external issuer's word that `email` is verified (also read from `user_metadata`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// Supabase's: when the address was confirmed; any value counts as verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_confirmed_at: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_metadata: Option<serde_json::Value>,
+}
+
+impl Claims {
+    /// Whether the claims say the address is verified.
+    fn says_email_verified(&self) -> bool {
+        let in_metadata = self
+            .user_metadata
+            .as_ref()
+            .and_then(|m| m.get("email_verified"))
+            .and_then(serde_json::Value::as_bool);
+        self.email_verified == Some(true)
+            || in_metadata == Some(true)
+            || self
+                .email_confirmed_at
+                .as_ref()
+                .is_some_and(|at| !at.is_null())
+    }
 }
 
 /// A verified token's subject.
@@ -47,6 +72,9 @@ pub struct VerifiedToken {
     pub expires_at: i64,
     /// The sign-in it belongs to, when it names one that is a UUID.
     pub session_id: Option<Uuid>,
+    /// An external issuer vouched for the address (this server's own tokens never do: its
+    /// accounts verify by link).
+    pub email_verified: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -117,7 +145,9 @@ impl JwtKeys {
         })?;
         let claims = data.claims;
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::BadSubject)?;
+        let external = claims.iss.as_deref() != Some(self.issuer.as_str());
         Ok(VerifiedToken {
+            email_verified: external && claims.says_email_verified(),
             user_id,
             email: claims.email,
             expires_at: claims.exp,
@@ -158,6 +188,9 @@ impl JwtKeys {
             role: Some("authenticated".to_owned()),
             nbf: None,
             session_id: session.map(|session| session.to_string()),
+            email_verified: None,
+            email_confirmed_at: None,
+            user_metadata: None,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|err| TokenError::Signing(err.to_string()))
@@ -234,6 +267,9 @@ mod tests {
             role: None,
             nbf: None,
             session_id: None,
+            email_verified: None,
+            email_confirmed_at: None,
+            user_metadata: None,
         };
         let token = encode(
             &Header::default(),
@@ -257,6 +293,9 @@ mod tests {
             role: None,
             nbf: None,
             session_id: None,
+            email_verified: None,
+            email_confirmed_at: None,
+            user_metadata: None,
         };
         let token = encode(
             &Header::default(),
@@ -305,6 +344,38 @@ mod tests {
             claims_with(serde_json::json!({})),
         ] {
             assert_eq!(keys.verify(&signed(claims)), Err(TokenError::WrongIssuer));
+        }
+    }
+
+    #[test]
+    fn only_an_external_issuers_claims_vouch_for_the_address() {
+        let keys = JwtKeys::new(&settings("s3cret", "authenticated"));
+        let external = "https://project.supabase.example/auth/v1";
+        for (claims, vouched) in [
+            (
+                serde_json::json!({ "iss": external, "email_verified": true }),
+                true,
+            ),
+            (
+                serde_json::json!({ "iss": external, "email_confirmed_at": "2026-01-01T00:00:00Z" }),
+                true,
+            ),
+            (
+                serde_json::json!({ "iss": external, "user_metadata": { "email_verified": true } }),
+                true,
+            ),
+            (
+                serde_json::json!({ "iss": external, "email_verified": false }),
+                false,
+            ),
+            (serde_json::json!({ "iss": external }), false),
+            (
+                serde_json::json!({ "iss": "potentia", "email_verified": true }),
+                false,
+            ),
+        ] {
+            let verified = keys.verify(&signed(claims_with(claims.clone()))).unwrap();
+            assert_eq!(verified.email_verified, vouched, "{claims}");
         }
     }
 

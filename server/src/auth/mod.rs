@@ -1,5 +1,5 @@
 //! Authentication: JWT verification and issuing, password sign-up and sign-in, refresh-token
-//! rotation with reuse detection, sign-out (which also ends the canvas sockets of the session),
+//! rotation with reuse detection, email verification, sign-out (which also ends the canvas sockets of the session),
 //! and rate limits on all of it.
 
 pub mod extract;
@@ -9,6 +9,7 @@ pub mod rate_limit;
 pub mod refresh;
 pub mod routes;
 pub mod sessions;
+pub mod verification;
 
 pub use extract::{AuthUser, KnownUsers};
 pub use jwt::JwtKeys;

@@ -1,4 +1,5 @@
-//! `/api/v1/auth/*`: sign-up, sign-in, refresh and sign-out.
+//! `/api/v1/auth/*`: sign-up (which sends the first email verification link), sign-in,
+//! refresh, sign-out and email verification.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,6 +10,7 @@ use uuid::Uuid;
 
 use super::password::{self, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 use super::refresh::{self, IssuedRefreshToken, Rotation, RotationPolicy};
+use super::verification::{self, ResendRefusal, Verified};
 use super::AuthUser;
 use crate::audit::{self, AuditEntry};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
@@ -183,12 +185,138 @@ pub async fn sign_up(
             .request(request_id.as_deref()),
     )
     .await?;
+    let link = verification::issue(&mut tx, user.id, &email).await?;
+    state
+        .outbox
+        .enqueue(
+            &mut *tx,
+            &verification::mail(&state.settings.app_url, &email, &link),
+        )
+        .await?;
     tx.commit().await?;
+    state.outbox.wake();
     state.known_users.insert(user.id);
     Ok((
         StatusCode::CREATED,
         ApiJson(session(&state, user, refresh)?),
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "b3Jx9Wm0bT7uYc2dKf8LrZs5nA1vHeP4oGiX6tBwQyE"}))]
+pub struct VerifyEmailRequest {
+    /// The `token` of the link in the verification email.
+    pub token: String,
+}
+
+/// Verifies the account's email address with the token of a verification link. The token is
+/// the proof: no bearer is needed, so the link works in any browser.
+#[utoipa::path(
+    post, path = "/api/v1/auth/verify", tag = "auth",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 200, description = "The profile, its address verified", body = User),
+        (status = 400, description = "The token is unknown or used (`invalid_verification_token`), expired (`verification_token_expired`), or the account's address changed since it was sent (`email_changed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<VerifyEmailRequest>,
+) -> ApiResult<ApiJson<User>> {
+    state.auth_limits.check_ip(ip)?;
+    let mut tx = state.db.begin().await?;
+    let (user_id, email) = match verification::verify(&mut tx, &body.token).await? {
+        Verified::Verified { user_id, email } => (user_id, email),
+        Verified::Unknown => {
+            return Err(ApiError::bad_request(
+                "invalid_verification_token",
+                "this link is not valid or was already used; ask for a new one",
+            ))
+        }
+        Verified::Expired => {
+            return Err(ApiError::bad_request(
+                "verification_token_expired",
+                "this link has expired; ask for a new one",
+            ))
+        }
+        Verified::AddressChanged => {
+            tx.commit().await?;
+            return Err(ApiError::bad_request(
+                "email_changed",
+                "the account's address changed since this link was sent",
+            ));
+        }
+    };
+    audit::record(
+        &mut *tx,
+        AuditEntry::new("user.verify_email", "user", user_id)
+            .actor(user_id)
+            .after(serde_json::json!({ "email": email }))
+            .request(request_id.as_deref()),
+    )
+    .await?;
+    let user = users_db::find(&mut *tx, user_id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "user" })?;
+    tx.commit().await?;
+    Ok(ApiJson(user))
+}
+
+/// Sends the caller a new verification link (one a minute, five a day).
+#[utoipa::path(
+    post, path = "/api/v1/auth/verify/resend", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "A new link is queued for the account's address"),
+        (status = 409, description = "The address is already verified (`already_verified`), or the account has none (`no_email`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A link was sent less than a minute ago, or five today (`rate_limited`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    RequestId(request_id): RequestId,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let user = users_db::find_for_update(&mut *tx, caller.id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "user" })?;
+    if user.email_verified {
+        return Err(ApiError::conflict(
+            "already_verified",
+            "the address is already verified",
+        ));
+    }
+    let Some(email) = user.email else {
+        return Err(ApiError::conflict("no_email", "the account has no address"));
+    };
+    if let Err(ResendRefusal::TooSoon { retry_after_secs }) =
+        verification::resend_allowed(&mut tx, caller.id).await?
+    {
+        return Err(ApiError::RateLimited { retry_after_secs });
+    }
+    let link = verification::issue(&mut tx, caller.id, &email).await?;
+    state
+        .outbox
+        .enqueue(
+            &mut *tx,
+            &verification::mail(&state.settings.app_url, &email, &link),
+        )
+        .await?;
+    audit::record(
+        &mut *tx,
+        AuditEntry::new("user.verification_sent", "user", caller.id)
+            .actor(caller.id)
+            .request(request_id.as_deref()),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox.wake();
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Signs in with email and password; starts a new refresh-token family.

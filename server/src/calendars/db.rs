@@ -343,13 +343,18 @@ pub async fn user_exists<'e>(db: impl PgExecutor<'e>, user_id: Uuid) -> sqlx::Re
     .await
 }
 
-pub async fn user_id_by_email<'e>(
+/// The account that verified `email`, if one did: an address is tied to an account only once
+/// that account proved it receives its mail.
+pub async fn verified_user_by_email<'e>(
     db: impl PgExecutor<'e>,
     email: &str,
 ) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar!("select id from users where lower(email) = lower($1)", email)
-        .fetch_optional(db)
-        .await
+    sqlx::query_scalar!(
+        "select id from users where lower(email) = lower($1) and email_verified_at is not null",
+        email
+    )
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn user_email<'e>(
@@ -1412,7 +1417,9 @@ pub async fn busy_of_calendars<'e>(
 }
 
 /// A user's merged busy intervals within `[from, to)`: blocking instances of their personal
-/// calendars and of schedules they are a guest of, except those they declined.
+/// calendars and of schedules they are a guest of, except those they declined. A guest who has
+/// not answered is busy only when the organizer shares a workspace with them, so that no
+/// stranger can fill someone's free/busy with invitations.
 pub async fn busy_of_user<'e>(
     db: impl PgExecutor<'e>,
     user_id: Uuid,
@@ -1426,7 +1433,15 @@ pub async fn busy_of_user<'e>(
                  from schedule_instances i
                  where i.during && tstzrange($2, $3) and i.blocks
                    and (i.calendar_id in (select id from calendars where owner_id = $1 and workspace_id is null)
-                        or exists (select 1 from schedule_guests g where g.schedule_id = i.schedule_id and g.user_id = $1))
+                        -- An invitation makes its guest busy once answered, or at once when
+                        -- the organizer shares a workspace with the guest.
+                        or exists (select 1 from schedule_guests g join schedules s on s.id = g.schedule_id
+                                   where g.schedule_id = i.schedule_id and g.user_id = $1
+                                     and (g.rsvp in ('accepted', 'tentative')
+                                          or (g.rsvp = 'needs_action'
+                                              and exists (select 1 from workspace_members o
+                                                          join workspace_members m using (workspace_id)
+                                                          where o.user_id = s.organizer_id and m.user_id = $1)))))
                    and not exists (select 1 from schedule_guests g
                                    where g.schedule_id = i.schedule_id and g.user_id = $1 and g.rsvp = 'declined')) a
            cross join lateral unnest(a.busy) as r

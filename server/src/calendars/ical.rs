@@ -475,6 +475,7 @@ pub async fn import_calendar(
         .await?
         .ok_or(ApiError::NotFound { what: "calendar" })?;
     let placement = materialize::zone_of(&calendar.time_zone);
+    let importer_email = db::user_email(&mut *tx, caller.id).await?;
     let mut result = ImportResult {
         created: 0,
         updated: 0,
@@ -569,9 +570,17 @@ pub async fn import_calendar(
                 fields.end_date = Some(end);
             }
         }
-        if let Some(email) = &fields.organizer_email {
-            fields.organizer_id = db::user_id_by_email(&mut *tx, email).await?;
-        }
+        // The file's ORGANIZER names an account only when it is the importer's own address: an
+        // import must not make someone else the organizer of anything.
+        fields.organizer_id = fields
+            .organizer_email
+            .as_deref()
+            .filter(|email| {
+                importer_email
+                    .as_deref()
+                    .is_some_and(|mine| mine.eq_ignore_ascii_case(email))
+            })
+            .map(|_| caller.id);
         let window = materialize::initial_window(&series, placement, now);
         let record = match db::find_schedule_by_uid(&mut *tx, calendar_id, &uid).await? {
             Some(existing) => {
@@ -602,7 +611,12 @@ pub async fn import_calendar(
             let Some(email) = attendee.email() else {
                 continue;
             };
-            let user_id = db::user_id_by_email(&mut *tx, email).await?;
+            let user_id = db::verified_user_by_email(&mut *tx, email).await?;
+            // A file speaks for no one else with an account: their answer is theirs to give.
+            let rsvp = match user_id {
+                Some(user) if user != caller.id => RsvpStatus::NeedsAction.as_str(),
+                _ => rsvp_of(attendee.participation),
+            };
             db::insert_guest(
                 &mut *tx,
                 record.id,
@@ -612,7 +626,7 @@ pub async fn import_calendar(
                     display_name: attendee.common_name.as_deref(),
                     optional: attendee.role == AttendeeRole::Optional,
                     organizer: event.organizer.as_ref().and_then(|o| o.email()) == Some(email),
-                    rsvp: rsvp_of(attendee.participation),
+                    rsvp,
                 },
             )
             .await?;

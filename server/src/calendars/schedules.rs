@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::db::{self, ExceptionRecord, GuestRecord, NewGuest, ScheduleFields, ScheduleRecord};
 use super::{calendar_error, materialize};
-use crate::access::{calendar_access, check_calendar_role, CalendarRole};
+use crate::access::{calendar_access, check_calendar_role, related_users, CalendarRole};
 use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
@@ -1655,14 +1655,19 @@ pub async fn invite_guest(
     let mut tx = state.db.begin().await?;
     let access = schedule_access(&mut tx, caller.id, schedule_id, true).await?;
     access.require(CalendarRole::Editor)?;
+    // A guest invited by id is stored without their address, and one invited by address is tied
+    // to the account that verified it: neither answer tells the inviter more than they gave.
     let (user_id, email) = match (body.user_id, email) {
         (Some(user_id), None) => {
             if !db::user_exists(&mut *tx, user_id).await? {
                 return Err(ApiError::invalid_field("user_id", "no such user"));
             }
-            (Some(user_id), db::user_email(&mut *tx, user_id).await?)
+            (Some(user_id), None)
         }
-        (None, Some(email)) => (db::user_id_by_email(&mut *tx, &email).await?, Some(email)),
+        (None, Some(email)) => (
+            db::verified_user_by_email(&mut *tx, &email).await?,
+            Some(email),
+        ),
         _ => {
             return Err(ApiError::invalid_field(
                 "user_id",
@@ -1684,7 +1689,10 @@ pub async fn invite_guest(
     )
     .await?
     .ok_or_else(|| ApiError::conflict("already_a_guest", "this guest is already invited"))?;
-    let guest = Guest::from(guest);
+    let guest = shown_guests(&mut tx, caller.id, vec![guest])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound { what: "guest" })?;
     audit::record(
         &mut *tx,
         AuditEntry::new("schedule_guest.invite", "schedule_guest", guest.id)
@@ -1697,6 +1705,34 @@ pub async fn invite_guest(
     tx.commit().await?;
     state.calendar_cache.invalidate(&calendars).await;
     Ok((StatusCode::CREATED, ApiJson(guest)))
+}
+
+/// `guests` as `caller` may see them: a guest invited by address keeps the address the inviter
+/// typed, and names the account that verified it only to those who share a workspace, canvas
+/// or calendar with that account (so an answer never tells whether an address has an account).
+async fn shown_guests(
+    conn: &mut PgConnection,
+    caller: Uuid,
+    guests: Vec<GuestRecord>,
+) -> Result<Vec<Guest>, ApiError> {
+    let linked: Vec<Uuid> = guests
+        .iter()
+        .filter(|g| g.email.is_some())
+        .filter_map(|g| g.user_id)
+        .collect();
+    let related = related_users(&mut *conn, caller, &linked).await?;
+    Ok(guests
+        .into_iter()
+        .map(|guest| {
+            let hidden =
+                guest.email.is_some() && guest.user_id.is_some_and(|u| !related.contains(&u));
+            let mut shown = Guest::from(guest);
+            if hidden {
+                shown.user_id = None;
+            }
+            shown
+        })
+        .collect())
 }
 
 /// The schedule's guests (calendar viewer, or a guest).
@@ -1716,7 +1752,7 @@ pub async fn list_guests(
     let rows = db::list_guests(&mut *conn, schedule_id, &page).await?;
     let page = Page::from_rows(rows, &page, GuestRecord::position);
     Ok(ApiJson(Page {
-        items: page.items.into_iter().map(Guest::from).collect(),
+        items: shown_guests(&mut conn, caller.id, page.items).await?,
         next_cursor: page.next_cursor,
     }))
 }

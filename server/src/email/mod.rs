@@ -33,6 +33,30 @@ pub use outbox::{
 };
 pub use sender::OutboxSender;
 
+/// The longest piece of user text (a name, a title) a mail carries.
+pub const MAX_QUOTED_CHARS: usize = 100;
+
+/// User-given text (a name, a canvas title) as a mail may carry it: on one line, control
+/// characters gone, at most [`MAX_QUOTED_CHARS`] characters, and with anything a mail reader
+/// would turn into a link broken (`https[:]//`, `www[.]`), so no one can make an invitation
+/// carry a working link of theirs.
+pub fn user_text(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cut: String = one_line.chars().take(MAX_QUOTED_CHARS).collect();
+    if one_line.chars().count() > MAX_QUOTED_CHARS {
+        cut.push('…');
+    }
+    cut.replace("://", "[:]//")
+        .replace("www.", "www[.]")
+        .replace("WWW.", "WWW[.]")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EmailError {
     #[error("email outbox database error: {0}")]
@@ -81,5 +105,20 @@ impl EmailOutbox {
     /// Completes at the next [`EmailOutbox::wake`] (or at once if one is pending).
     pub async fn woken(&self) {
         self.wakeup.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_text_in_mail_is_one_short_line_without_working_links() {
+        assert_eq!(
+            user_text("Win\r\nBcc: x@evil.example  https://evil.example/claim www.evil.example"),
+            "Win Bcc: x@evil.example https[:]//evil.example/claim www[.]evil.example"
+        );
+        let long = "a".repeat(300);
+        assert_eq!(user_text(&long).chars().count(), MAX_QUOTED_CHARS + 1);
     }
 }

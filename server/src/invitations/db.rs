@@ -34,8 +34,8 @@ pub struct Invitation {
     pub canvas_id: Option<Uuid>,
     /// Name of the workspace or title of the canvas.
     pub target_name: String,
-    /// The account it is addressed to, when it was sent to a user (or to an email that has
-    /// an account).
+    /// The account it is addressed to, when it was sent to a user by id; null for one sent to
+    /// an email (whichever account verifies that address may accept it).
     pub invitee_id: Option<Uuid>,
     /// The email it was sent to, when it was sent by email.
     pub email: Option<String>,
@@ -174,7 +174,8 @@ pub async fn find_id_by_token<'e>(
     .await
 }
 
-/// Pending, unexpired invitations addressed to the user (by id, or by the user's email).
+/// Pending, unexpired invitations addressed to the user (by id, or by the user's email once
+/// it is verified).
 pub async fn list_pending_for_user<'e>(
     db: impl PgExecutor<'e>,
     user_id: Uuid,
@@ -192,7 +193,8 @@ pub async fn list_pending_for_user<'e>(
            where i.status = 'pending' and i.expires_at > now()
              and (i.invitee_id = $1
                   or (i.invitee_id is null
-                      and lower(i.email) = (select lower(email) from users where id = $1)))
+                      and lower(i.email) = (select lower(email) from users
+                                            where id = $1 and email_verified_at is not null)))
              and ($2::timestamptz is null or (i.created_at, i.id) > ($2, $3))
            order by i.created_at, i.id
            limit $4"#,

@@ -12,12 +12,13 @@ use super::db::{
     self, Answer, Invitation, InviteLink, NewInvitation, NewInviteLink, Target,
     PENDING_UNIQUE_INDEXES,
 };
+use super::limits;
 use super::INVITATION_TTL_DAYS;
 use crate::access::{self, require_canvas, require_workspace, Access, CanvasRole, WorkspaceRole};
 use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
 use crate::canvases::db as canvases_db;
-use crate::email::{NewEmail, KIND_CANVAS_INVITATION, KIND_WORKSPACE_INVITATION};
+use crate::email::{self, NewEmail, KIND_CANVAS_INVITATION, KIND_WORKSPACE_INVITATION};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
 use crate::pagination::{Page, PageParams};
@@ -48,6 +49,9 @@ pub struct CreatedInvitation {
     pub invitation: Invitation,
     /// The secret that accepts the invitation (`POST /api/v1/invitations/accept`); shown once.
     pub token: String,
+    /// Whether an invitation mail was queued. False when the addressee has no address, or
+    /// already got 3 invitation mails today (from anyone): share the token's link instead.
+    pub email_queued: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -144,6 +148,7 @@ async fn invite(
             require_canvas(&mut *tx, caller.id, id, Access::Admin).await?;
         }
     }
+    limits::check_inviter(&mut tx, caller.id).await?;
     // `deliver_to`: where the invitation email goes, if anywhere.
     let (invitee_id, email, deliver_to) = match addressee {
         Addressee::User(user_id) => {
@@ -152,14 +157,19 @@ async fn invite(
                 .ok_or_else(|| ApiError::invalid_field("user_id", "no user has this id"))?;
             (Some(user_id), None, invitee.email)
         }
-        Addressee::Email(email) => {
-            let existing = users_db::find_credentials(&mut *tx, &email)
-                .await?
-                .map(|c| c.id);
-            (existing, Some(email.clone()), Some(email))
-        }
+        Addressee::Email(email) => (None, Some(email.clone()), Some(email)),
     };
-    if let Some(invitee) = invitee_id {
+    // An address is not tied to an account here: whoever verifies it is the addressee, and the
+    // answer is the same whether an account has it or not. Only a member is told apart (the
+    // inviter, an admin, sees the members anyway).
+    let member_check = match (invitee_id, email.as_deref()) {
+        (Some(invitee), _) => Some(invitee),
+        (None, Some(email)) => users_db::find_credentials(&mut *tx, email)
+            .await?
+            .map(|c| c.id),
+        (None, None) => None,
+    };
+    if let Some(invitee) = member_check {
         let already = match target {
             Target::Workspace(id) => access::workspace_access(&mut *tx, invitee, id)
                 .await?
@@ -224,24 +234,33 @@ async fn invite(
             .request(request_id),
     )
     .await?;
+    let mut email_queued = false;
     if let Some(to) = deliver_to {
-        let inviter = users_db::find(&mut *tx, caller.id).await?;
-        let inviter = inviter
-            .and_then(|u| u.name.or(u.email))
-            .unwrap_or_else(|| "Someone".to_owned());
-        let mail = invitation_email(&state.settings.app_url, &inviter, &invitation, &token, to);
-        state.outbox.enqueue(&mut *tx, &mail).await?;
+        if limits::may_mail(&mut tx, &to).await? {
+            let inviter = users_db::find(&mut *tx, caller.id).await?;
+            let inviter = inviter
+                .and_then(|u| u.name.or(u.email))
+                .unwrap_or_else(|| "Someone".to_owned());
+            let mail = invitation_email(&state.settings.app_url, &inviter, &invitation, &token, to);
+            state.outbox.enqueue(&mut *tx, &mail).await?;
+            email_queued = true;
+        }
     }
     tx.commit().await?;
     // After the commit, or the sender could look before the row is visible.
     state.outbox.wake();
     Ok((
         StatusCode::CREATED,
-        ApiJson(CreatedInvitation { invitation, token }),
+        ApiJson(CreatedInvitation {
+            invitation,
+            token,
+            email_queued,
+        }),
     ))
 }
 
-/// The email that carries an invitation's accept link.
+/// The email that carries an invitation's accept link. The inviter's name and the target's
+/// name are user text: quoted, on one line, cut, with links broken ([`email::user_text`]).
 fn invitation_email(
     app_url: &str,
     inviter: &str,
@@ -254,10 +273,11 @@ fn invitation_email(
         None => (KIND_CANVAS_INVITATION, "the canvas"),
     };
     let name = if invitation.target_name.is_empty() {
-        "Untitled"
+        "Untitled".to_owned()
     } else {
-        invitation.target_name.as_str()
+        email::user_text(&invitation.target_name)
     };
+    let inviter = email::user_text(inviter);
     NewEmail {
         to_address: to,
         subject: format!("{inviter} invited you to {name}"),
@@ -279,6 +299,7 @@ fn invitation_email(
     responses((status = 201, description = "The invitation and its one-time token", body = CreatedInvitation), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "Already a member, or already invited", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "The caller sent 50 invitations in the last hour (`rate_limited`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn invite_to_workspace(
     State(state): State<AppState>,
@@ -303,6 +324,7 @@ pub async fn invite_to_workspace(
     responses((status = 201, description = "The invitation and its one-time token", body = CreatedInvitation), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "Already a member, or already invited", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "The caller sent 50 invitations in the last hour (`rate_limited`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn invite_to_canvas(
     State(state): State<AppState>,
@@ -398,9 +420,20 @@ async fn respond(
             Some(invitee) => invitee == caller.id,
             None => {
                 let me = users_db::find(&mut *tx, caller.id).await?;
+                let verified = me.as_ref().is_some_and(|u| u.email_verified);
                 let my_email = me.and_then(|u| u.email).map(|e| e.to_lowercase());
-                my_email.is_some()
-                    && my_email == invitation.email.as_ref().map(|e| e.to_lowercase())
+                let mine = my_email.is_some()
+                    && my_email == invitation.email.as_ref().map(|e| e.to_lowercase());
+                // Holding the address is not enough: an unverified sign-up could have taken it.
+                if mine && !verified {
+                    return Err(ApiError::Forbidden {
+                        code: "email_not_verified",
+                        detail: "verify your email address to accept invitations sent to it \
+                                 (POST /api/v1/auth/verify), or use the invitation's link"
+                            .to_owned(),
+                    });
+                }
+                mine
             }
         },
     };

@@ -32,7 +32,7 @@ pub async fn insert<'e>(db: impl PgExecutor<'e>, new: &NewUser<'_>) -> sqlx::Res
         User,
         r#"insert into users (id, email, name, timezone, locale, password_hash)
            values ($1, $2, $3, $4, $5, $6)
-           returning id, email, name, phone, timezone, locale, preferences, created_at, updated_at"#,
+           returning id, email, email_verified_at is not null as "email_verified!", name, phone, timezone, locale, preferences, created_at, updated_at"#,
         new.id,
         new.email,
         new.name,
@@ -57,7 +57,7 @@ pub async fn create_external<'e>(
         r#"insert into users (id, email)
            select $1, case when exists (select 1 from users where lower(email) = lower($2)) then null else $2 end
            on conflict (id) do nothing
-           returning id, email, name, phone, timezone, locale, preferences, created_at, updated_at"#,
+           returning id, email, email_verified_at is not null as "email_verified!", name, phone, timezone, locale, preferences, created_at, updated_at"#,
         id,
         email,
     )
@@ -68,7 +68,7 @@ pub async fn create_external<'e>(
 pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<Option<User>> {
     sqlx::query_as!(
         User,
-        r#"select id, email, name, phone, timezone, locale, preferences, created_at, updated_at
+        r#"select id, email, email_verified_at is not null as "email_verified!", name, phone, timezone, locale, preferences, created_at, updated_at
            from users where id = $1"#,
         id,
     )
@@ -80,7 +80,7 @@ pub async fn find<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<Option<
 pub async fn find_for_update<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<Option<User>> {
     sqlx::query_as!(
         User,
-        r#"select id, email, name, phone, timezone, locale, preferences, created_at, updated_at
+        r#"select id, email, email_verified_at is not null as "email_verified!", name, phone, timezone, locale, preferences, created_at, updated_at
            from users where id = $1 for update"#,
         id,
     )
@@ -101,13 +101,31 @@ pub async fn find_credentials<'e>(
     .await
 }
 
+/// Marks `user_id`'s address verified, when it is still `email` (the address a link or an
+/// external token vouched for) and was not verified yet; answers whether it did.
+pub async fn mark_email_verified<'e>(
+    db: impl PgExecutor<'e>,
+    user_id: Uuid,
+    email: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        r#"update users set email_verified_at = now()
+           where id = $1 and lower(email) = lower($2) and email_verified_at is null"#,
+        user_id,
+        email,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Writes the profile fields of `user`.
 pub async fn update_profile<'e>(db: impl PgExecutor<'e>, user: &User) -> sqlx::Result<User> {
     sqlx::query_as!(
         User,
         r#"update users set name = $2, phone = $3, timezone = $4, locale = $5, preferences = $6, updated_at = now()
            where id = $1
-           returning id, email, name, phone, timezone, locale, preferences, created_at, updated_at"#,
+           returning id, email, email_verified_at is not null as "email_verified!", name, phone, timezone, locale, preferences, created_at, updated_at"#,
         user.id,
         user.name,
         user.phone,

@@ -19,6 +19,10 @@ pub struct User {
     pub id: Uuid,
     /// Sign-in email address, lower-cased; null for accounts from an external issuer without one.
     pub email: Option<String>,
+    /// True once the account proved it receives mail at `email` (the link of
+    /// `POST /api/v1/auth/verify`, or an external token whose claims say so). Invitations sent
+    /// to the address are listed to the account, and accepted by id, only then.
+    pub email_verified: bool,
     /// Display name.
     pub name: Option<String>,
     /// E.164, e.g. `+14155552671`.

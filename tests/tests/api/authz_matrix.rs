@@ -359,6 +359,20 @@ fn rows() -> Vec<Row> {
             [204, 204, 204, 204, 204, 204, 204, 401]
         ),
         row!(
+            M::POST,
+            "/api/v1/auth/verify",
+            |_| "/api/v1/auth/verify".into(),
+            |_| Some(json!({ "token": "unknown" })),
+            [400, 400, 400, 400, 400, 400, 400, 400]
+        ),
+        row!(
+            M::POST,
+            "/api/v1/auth/verify/resend",
+            |_| "/api/v1/auth/verify/resend".into(),
+            no_body,
+            [202, 202, 202, 202, 202, 202, 202, 401]
+        ),
+        row!(
             M::GET,
             "/api/v1/auth/me",
             |_| "/api/v1/auth/me".into(),

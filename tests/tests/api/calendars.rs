@@ -644,10 +644,21 @@ async fn declined_and_transparent_events_do_not_block_free_busy() {
         )
         .await;
     assert_eq!(status, 201);
+    let gym = json!({ "start": "2026-04-01T10:00:00Z", "end": "2026-04-01T11:00:00Z" });
+    // Ada shares no workspace with Bob: her invitation makes him busy only once he accepts.
+    assert_eq!(user_busy(&app, &bob).await, json!([gym]));
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/schedules/{meeting}/rsvp"),
+            Some(bob.access_token()),
+            Some(json!({ "response": "accepted" })),
+        )
+        .await;
+    assert_eq!(status, 200);
     assert_eq!(
         user_busy(&app, &bob).await,
-        json!([{ "start": "2026-04-01T10:00:00Z", "end": "2026-04-01T11:00:00Z" },
-               { "start": "2026-04-01T12:00:00Z", "end": "2026-04-01T13:00:00Z" }])
+        json!([gym, { "start": "2026-04-01T12:00:00Z", "end": "2026-04-01T13:00:00Z" }])
     );
     let (status, _) = app
         .call(
@@ -985,6 +996,7 @@ async fn a_guest_can_answer_and_a_reader_who_is_not_a_guest_cannot() {
         .await;
     assert_eq!(status, 201);
     let id = id_of(&schedule(&app, &ada, cal, standup()).await);
+    app.verify_email("bob@example.org").await;
     let (status, guest) = app
         .call(
             Method::POST,
@@ -994,7 +1006,8 @@ async fn a_guest_can_answer_and_a_reader_who_is_not_a_guest_cannot() {
         )
         .await;
     assert_eq!(status, 201, "{guest}");
-    assert_eq!(guest["user_id"], bob.user_id().to_string());
+    // Tied to Bob's verified account, which Ada (who shares nothing with him) is not told.
+    assert_eq!(guest["user_id"], Value::Null);
     let (status, answer) = app
         .call(
             Method::POST,
@@ -1556,4 +1569,134 @@ async fn an_import_that_is_not_icalendar_is_a_400() {
         .await
         .unwrap();
     expect_problem(response, 400, "invalid_icalendar").await;
+}
+
+async fn invite_guest(app: &TestApp, user: &Session, schedule: Uuid, body: Value) -> Value {
+    let (status, guest) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/schedules/{schedule}/guests"),
+            Some(user.access_token()),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 201, "{guest}");
+    guest
+}
+
+#[tokio::test]
+async fn an_unanswered_invitation_blocks_the_guest_only_when_the_organizer_shares_a_workspace() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let bob = app.sign_up("bob@example.org").await;
+    let ada_cal = calendar(&app, &ada, json!({ "name": "Ada" })).await;
+    let meeting = id_of(
+        &schedule(
+            &app,
+            &ada,
+            ada_cal,
+            json!({ "title": "1:1", "start": "2026-04-01T12:00:00Z", "end": "2026-04-01T13:00:00Z" }),
+        )
+        .await,
+    );
+    invite_guest(&app, &ada, meeting, json!({ "user_id": bob.user_id() })).await;
+    assert_eq!(
+        user_busy(&app, &bob).await,
+        json!([]),
+        "a stranger's invitation"
+    );
+    let team = app.create_workspace(ada.access_token(), "Team").await;
+    app.add_member(ada.access_token(), team, &bob, "member")
+        .await;
+    assert_eq!(
+        user_busy(&app, &bob).await,
+        json!([{ "start": "2026-04-01T12:00:00Z", "end": "2026-04-01T13:00:00Z" }]),
+        "a colleague's invitation"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_invited_by_id_is_answered_without_their_address() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let bob = app.sign_up("bob@example.org").await;
+    let cal = calendar(&app, &ada, json!({ "name": "Ada" })).await;
+    let id = id_of(&schedule(&app, &ada, cal, standup()).await);
+    let guest = invite_guest(&app, &ada, id, json!({ "user_id": bob.user_id() })).await;
+    assert_eq!(guest["user_id"], bob.user_id().to_string());
+    assert_eq!(guest["email"], Value::Null);
+    let (_, listed) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/schedules/{id}/guests"),
+            Some(ada.access_token()),
+            None,
+        )
+        .await;
+    assert!(!listed.to_string().contains("bob@example.org"), "{listed}");
+}
+
+#[tokio::test]
+async fn inviting_an_address_answers_the_same_whether_an_account_has_it_or_not() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    app.sign_up("bob@example.org").await;
+    app.verify_email("bob@example.org").await;
+    let cal = calendar(&app, &ada, json!({ "name": "Ada" })).await;
+    let id = id_of(&schedule(&app, &ada, cal, standup()).await);
+    let known = invite_guest(&app, &ada, id, json!({ "email": "bob@example.org" })).await;
+    let unknown = invite_guest(&app, &ada, id, json!({ "email": "nobody@example.org" })).await;
+    for field in ["user_id", "rsvp", "organizer", "optional", "display_name"] {
+        assert_eq!(known[field], unknown[field], "{field}");
+    }
+    assert_eq!(known["user_id"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_import_never_answers_for_an_existing_user_nor_names_them_organizer() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let bob = app.sign_up("bob@example.org").await;
+    app.verify_email("bob@example.org").await;
+    let cal = calendar(&app, &ada, json!({ "name": "Ada" })).await;
+    let file = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n\
+        UID:forced@test\r\nDTSTART:20260401T120000Z\r\nDTEND:20260401T130000Z\r\nSUMMARY:Forced\r\n\
+        ORGANIZER:mailto:bob@example.org\r\n\
+        ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.org\r\n\
+        ATTENDEE;PARTSTAT=ACCEPTED:mailto:carol@example.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let response = app
+        .authed(
+            Method::POST,
+            &format!("/api/v1/calendars/{cal}/import"),
+            ada.access_token(),
+        )
+        .header("content-type", "text/calendar")
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let rows: Vec<(Option<Uuid>, Option<String>, String)> =
+        sqlx::query_as("select g.user_id, g.email, g.rsvp from schedule_guests g order by g.email")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                Some(bob.user_id()),
+                Some("bob@example.org".into()),
+                "needs_action".into()
+            ),
+            (None, Some("carol@example.org".into()), "accepted".into()),
+        ]
+    );
+    let organizer: Option<Uuid> =
+        sqlx::query_scalar("select organizer_id from schedules where uid = 'forced@test'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(organizer, None);
+    assert_eq!(user_busy(&app, &bob).await, json!([]));
 }

@@ -33,6 +33,7 @@ async fn an_email_invitation_reaches_the_account_that_signs_up_later() {
     assert!(created["token"].as_str().unwrap().len() >= 40);
 
     let newcomer = app.sign_up("new.person@example.org").await;
+    app.verify_email("new.person@example.org").await;
     let (_, mine) = app
         .call(
             Method::GET,
@@ -588,13 +589,17 @@ async fn an_invitation_email_carries_a_link_that_accepts_it() {
     )
     .await;
 
-    let mail = smtp.wait_for_mail(1, Duration::from_secs(15)).await;
-    assert_eq!(mail[0].rcpt_to, ["ada@example.org"]);
+    // The owner's verification link, then the invitation.
+    let mails = smtp.wait_for_mail(2, Duration::from_secs(15)).await;
+    let mail = mails
+        .iter()
+        .find(|m| m.rcpt_to == ["ada@example.org"])
+        .expect("the invitation");
     assert_eq!(
-        mail[0].header("Subject").as_deref(),
+        mail.header("Subject").as_deref(),
         Some("Test User invited you to Research")
     );
-    let body = mail[0].body().replace("=\r\n", "").replace("=3D", "=");
+    let body = mail.body().replace("=\r\n", "").replace("=3D", "=");
     let token = body
         .split("/invitations/accept?token=")
         .nth(1)
@@ -631,11 +636,12 @@ async fn without_smtp_an_invitation_is_queued_and_its_token_still_works() {
     )
     .await
     .1;
-    let queued: Vec<(String, String)> =
-        sqlx::query_as("select to_address, status from email_outbox")
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
+    let queued: Vec<(String, String)> = sqlx::query_as(
+        "select to_address, status from email_outbox where kind <> 'email_verification'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
     assert_eq!(
         queued,
         [("guest@example.org".to_owned(), "pending".to_owned())]
@@ -668,5 +674,237 @@ async fn an_invite_link_with_several_wrong_fields_names_them_all() {
     assert_eq!(
         error_fields(&problem),
         ["expires_in_secs", "max_uses", "role"]
+    );
+}
+
+async fn my_invitations(app: &TestApp, token: &str) -> Vec<Value> {
+    let (status, page) = app
+        .call(Method::GET, "/api/v1/invitations", Some(token), None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_invitation_to_an_address_reaches_an_account_only_once_it_verifies_the_address() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    // Someone signs up with the address first, and cannot read its mail.
+    let squatter = app.sign_up("ada@example.org").await;
+    let (status, created) = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "ada@example.org", "role": "member" }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["invitation"]["id"].as_str().unwrap().to_owned();
+    assert!(my_invitations(&app, squatter.access_token())
+        .await
+        .is_empty());
+    let (status, problem) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/accept"),
+            Some(squatter.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("email_not_verified"))
+    );
+    let (_, ws_view) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/workspaces/{ws}"),
+            Some(squatter.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(ws_view["status"], 404, "not a member: {ws_view}");
+    // The address's owner verifies it (the link went to the mailbox), and then it is theirs.
+    let profile = app.verify_email("ada@example.org").await;
+    assert_eq!(profile["email_verified"], true);
+    assert_eq!(my_invitations(&app, squatter.access_token()).await.len(), 1);
+    let (status, accepted) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/invitations/{id}/accept"),
+            Some(squatter.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, accepted["status"].as_str()),
+        (200, Some("accepted"))
+    );
+}
+
+#[tokio::test]
+async fn the_invitations_link_stays_a_proof_without_a_verified_address() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let (_, created) = invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "ada@example.org", "role": "viewer" }),
+    )
+    .await;
+    let ada = app.sign_up("someone.else@example.org").await;
+    let (status, accepted) = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(ada.access_token()),
+            Some(json!({ "token": created["token"] })),
+        )
+        .await;
+    assert_eq!(
+        (status, accepted["status"].as_str()),
+        (200, Some("accepted"))
+    );
+}
+
+#[tokio::test]
+async fn an_invitation_to_an_address_answers_the_same_whether_an_account_has_it_or_not() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    app.sign_up("has.account@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let mut answers = Vec::new();
+    for email in ["has.account@example.org", "no.account@example.org"] {
+        let (status, created) = invite(
+            &app,
+            owner.access_token(),
+            ws,
+            json!({ "email": email, "role": "viewer" }),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        let invitation = &created["invitation"];
+        answers.push((
+            invitation["invitee_id"].clone(),
+            invitation["email"].clone(),
+            invitation
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        ));
+    }
+    assert_eq!(answers[0].0, Value::Null);
+    assert_eq!(answers[0].0, answers[1].0);
+    assert_eq!(answers[0].2, answers[1].2);
+}
+
+#[tokio::test]
+async fn an_inviter_may_send_50_invitations_an_hour() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    for i in 0..50 {
+        let (status, body) = invite(
+            &app,
+            owner.access_token(),
+            ws,
+            json!({ "email": format!("person{i}@example.org"), "role": "viewer" }),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let response = app
+        .authed(
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/invitations"),
+            owner.access_token(),
+        )
+        .json(&json!({ "email": "one.more@example.org", "role": "viewer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let made: i64 = sqlx::query_scalar("select count(*) from invitations")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(made, 50);
+}
+
+#[tokio::test]
+async fn an_address_gets_at_most_3_invitation_mails_a_day_whoever_sends_them() {
+    let app = TestApp::spawn().await;
+    let mut queued = Vec::new();
+    let mut last_token = Value::Null;
+    for i in 0..4 {
+        let owner = app.sign_up(&format!("owner{i}@example.org")).await;
+        let ws = app.create_workspace(owner.access_token(), "Team").await;
+        let (status, created) = invite(
+            &app,
+            owner.access_token(),
+            ws,
+            json!({ "email": "target@example.org", "role": "viewer" }),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        queued.push(created["email_queued"].as_bool().unwrap());
+        last_token = created["token"].clone();
+    }
+    assert_eq!(queued, [true, true, true, false]);
+    let mails: i64 = sqlx::query_scalar(
+        "select count(*) from email_outbox where to_address = 'target@example.org'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(mails, 3);
+    // The fourth invitation still works through its link.
+    let target = app.sign_up("target@example.org").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            Some(target.access_token()),
+            Some(json!({ "token": last_token })),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn names_in_an_invitation_mail_are_one_line_with_their_links_broken() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let (status, ws) = app
+        .call(
+            Method::POST,
+            "/api/v1/workspaces",
+            Some(owner.access_token()),
+            Some(json!({ "name": "Prize\nclaim at https://evil.example/win" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{ws}");
+    let ws: uuid::Uuid = ws["id"].as_str().unwrap().parse().unwrap();
+    invite(
+        &app,
+        owner.access_token(),
+        ws,
+        json!({ "email": "ada@example.org", "role": "viewer" }),
+    )
+    .await;
+    let (subject, body): (String, String) = sqlx::query_as(
+        "select subject, body_text from email_outbox where to_address = 'ada@example.org'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(!subject.contains('\n'), "{subject}");
+    assert!(!body.contains("https://evil.example"), "{body}");
+    assert!(
+        body.contains("\"Prize claim at https[:]//evil.example/win\""),
+        "{body}"
     );
 }

@@ -6,6 +6,7 @@ mod calendar_bounds;
 mod calendars;
 mod canvases;
 mod email;
+mod email_verification;
 mod errors;
 mod invitations;
 mod openapi;
