@@ -39,7 +39,7 @@ use crate::protocol::{
 };
 use crate::rooms::{Kick, Outbound, PresenceEntry, Shared};
 use crate::schema::{BlockPatch, NewBlock, Position};
-use crate::store::{self, LogRead};
+use crate::store::{self, AuditNote, LogRead};
 
 /// The reason sent to a connection whose access was revoked.
 pub const ACCESS_REVOKED_REASON: &str = "access to this canvas was revoked";
@@ -71,6 +71,7 @@ pub(crate) enum Command {
         origin: Origin,
         update: EncodedUpdate,
         reply: Option<Reply<i64>>,
+        audit: Option<AuditNote>,
     },
     Step1 {
         conn: u64,
@@ -106,6 +107,7 @@ pub(crate) enum Command {
         user_id: Uuid,
         edit: BlockEdit,
         expected_version: Option<i64>,
+        audit: Option<AuditNote>,
         reply: Reply<EditOutcome>,
     },
     /// The roles the access policy answered, for every user it was asked about.
@@ -157,6 +159,8 @@ struct PendingUpdate {
     origin: Origin,
     update: EncodedUpdate,
     reply: Option<Reply<i64>>,
+    /// Written in the commit that logs the update.
+    audit: Option<AuditNote>,
 }
 
 /// Why the room must stop.
@@ -556,10 +560,12 @@ impl Room {
                     origin,
                     update,
                     reply,
+                    audit,
                 } => pending.push(PendingUpdate {
                     origin,
                     update,
                     reply,
+                    audit,
                 }),
                 Command::Awareness { conn, update } => self.awareness_from(conn, &update),
                 Command::Leave { conn } => self.remove_peer(conn),
@@ -680,9 +686,10 @@ impl Room {
                 user_id,
                 edit,
                 expected_version,
+                audit,
                 reply,
             } => {
-                let outcome = self.edit(user_id, edit, expected_version).await?;
+                let outcome = self.edit(user_id, edit, expected_version, audit).await?;
                 let _ = reply.send(outcome);
             }
             Command::CatchUp => self.catch_up().await?,
@@ -757,8 +764,13 @@ impl Room {
         merged: Option<Vec<u8>>,
     ) -> Result<(), Fatal> {
         let slices: Vec<&[u8]> = datas.iter().map(|d| d.as_ref()).collect();
+        let audits: Vec<(usize, &AuditNote)> = updates
+            .iter()
+            .enumerate()
+            .filter_map(|(index, update)| update.audit.as_ref().map(|note| (index, note)))
+            .collect();
         let started = Instant::now();
-        let range = store::append(&self.shared.pool, self.canvas_id, &slices)
+        let range = store::append(&self.shared.pool, self.canvas_id, &slices, &audits)
             .await
             .map_err(|e| Fatal(format!("commit failed: {e}")))?;
         let metrics = &self.shared.metrics;
@@ -1243,6 +1255,7 @@ impl Room {
         user_id: Uuid,
         edit: BlockEdit,
         expected_version: Option<i64>,
+        audit: Option<AuditNote>,
     ) -> Result<Result<EditOutcome, SyncError>, Fatal> {
         if self.materialize_due {
             self.materialize().await?;
@@ -1280,7 +1293,10 @@ impl Room {
             Err(error) => return Ok(Err(error)),
         };
         let mut seq = None;
-        if self.commit_own(Origin::Http(user_id), update).await? {
+        if self
+            .commit_own(Origin::Http(user_id), update, audit)
+            .await?
+        {
             seq = Some(self.watermark);
             self.materialize().await?;
         }
@@ -1356,15 +1372,21 @@ impl Room {
         })
         .await?;
         let Some(update) = update else { return Ok(()) };
-        if self.commit_own(Origin::Server, update).await? {
+        if self.commit_own(Origin::Server, update, None).await? {
             self.shared.metrics.rebalances.inc();
         }
         Ok(())
     }
 
     /// Commits and broadcasts an update the room made itself on behalf of `origin` (a REST
-    /// write, a rebalance), like a client's. Answers whether there was anything to commit.
-    async fn commit_own(&mut self, origin: Origin, update: Vec<u8>) -> Result<bool, Fatal> {
+    /// write, a rebalance), like a client's, with its audit row. Answers whether there was
+    /// anything to commit (a write that changes nothing is neither logged nor audited).
+    async fn commit_own(
+        &mut self,
+        origin: Origin,
+        update: Vec<u8>,
+        audit: Option<AuditNote>,
+    ) -> Result<bool, Fatal> {
         let encoded = EncodedUpdate::decode(&update)
             .map_err(|e| Fatal(format!("own update is invalid: {e}")))?;
         if encoded.is_empty() {
@@ -1375,6 +1397,7 @@ impl Room {
                 origin,
                 update: encoded,
                 reply: None,
+                audit,
             }],
             &[Bytes::from(update)],
             None,

@@ -31,6 +31,7 @@ use crate::fanout::{Fanout, RedisFanout, RemoteMessage, RemoteSink};
 use crate::metrics::SyncMetrics;
 use crate::protocol::EncodedUpdate;
 use crate::room::{self, Command, Origin};
+use crate::store::AuditNote;
 
 /// How the rooms behave; every limit here is documented in the README.
 #[derive(Debug, Clone)]
@@ -344,13 +345,15 @@ impl Rooms {
         .await
     }
 
-    /// Commits `update` from `user_id` (who must be allowed to write) like a connection's, and
-    /// broadcasts it; answers the sequence number it was given once it is durable.
+    /// Commits `update` from `user_id` (who must be allowed to write) like a connection's,
+    /// with `audit` in the same transaction, and broadcasts it; answers the sequence number it
+    /// was given once it is durable.
     pub async fn push_update(
         &self,
         canvas_id: Uuid,
         user_id: Uuid,
         update: EncodedUpdate,
+        audit: Option<AuditNote>,
     ) -> Result<i64, SyncError> {
         self.shared
             .metrics
@@ -360,6 +363,7 @@ impl Rooms {
             origin: Origin::Http(user_id),
             update: update.clone(),
             reply: Some(reply),
+            audit: audit.clone(),
         })
         .await
     }
@@ -367,17 +371,20 @@ impl Rooms {
     /// Applies a REST block write to `canvas_id`'s document (see [`crate::room::BlockEdit`]);
     /// with `expected_version`, refuses with [`SyncError::StaleVersion`] when the target block
     /// has moved on.
+    /// `audit` is written in the commit of the write, when the write changes the document.
     pub async fn edit(
         &self,
         canvas_id: Uuid,
         user_id: Uuid,
         edit: crate::room::BlockEdit,
         expected_version: Option<i64>,
+        audit: Option<AuditNote>,
     ) -> Result<crate::room::EditOutcome, SyncError> {
         self.ask(canvas_id, |reply| Command::Edit {
             user_id,
             edit: edit.clone(),
             expected_version,
+            audit: audit.clone(),
             reply,
         })
         .await
@@ -513,6 +520,7 @@ impl Member {
             origin: Origin::Connection(self.conn),
             update,
             reply: None,
+            audit: None,
         })
         .await
     }

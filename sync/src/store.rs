@@ -11,6 +11,9 @@
 //! * **A snapshot covers every update with `seq <= snapshot_seq`.** [`compact`] replaces the
 //!   snapshot and deletes the rows it covers in one transaction, and only moves `snapshot_seq`
 //!   forward: a stale compactor changes nothing.
+//! * **A write is audited in its own commit.** An [`AuditNote`] given with an update is written
+//!   to `system_audit` by the [`append`] that logs the update, so a committed write always has
+//!   its audit row and an audit row always names a committed write.
 //! * **Reads are consistent.** [`read_after`] reads the snapshot and the tail in one
 //!   repeatable-read transaction, so a concurrent compaction can't make it miss rows.
 
@@ -18,6 +21,20 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::error::SyncError;
+
+/// An audit row to write with one update of an [`append`], in its transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditNote {
+    pub actor: Uuid,
+    /// e.g. `block.create`.
+    pub action: String,
+    /// e.g. `block`.
+    pub target_type: String,
+    pub target_id: String,
+    /// The row's `after`; the update's sequence number is added to an object as `seq`.
+    pub after: serde_json::Value,
+    pub request_id: Option<String>,
+}
 
 /// One committed update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,11 +141,13 @@ pub async fn read_after(pool: &PgPool, canvas_id: Uuid, after: i64) -> Result<Lo
 }
 
 /// Appends `updates` to `canvas_id`'s log in one transaction (one commit, one fsync, however
-/// many updates: the group commit) and returns the numbers they were given, in order.
+/// many updates: the group commit), with the audit rows of `audits` (each the index of its
+/// update in `updates`), and returns the numbers the updates were given, in order.
 pub async fn append(
     pool: &PgPool,
     canvas_id: Uuid,
     updates: &[&[u8]],
+    audits: &[(usize, &AuditNote)],
 ) -> Result<SeqRange, SyncError> {
     let count = i64::try_from(updates.len()).map_err(|_| SyncError::BatchTooLarge)?;
     if count == 0 {
@@ -159,8 +178,49 @@ pub async fn append(
     )
     .execute(&mut *tx)
     .await?;
+    if !audits.is_empty() {
+        insert_audits(&mut tx, first, audits).await?;
+    }
     tx.commit().await?;
     Ok(SeqRange { first, last })
+}
+
+async fn insert_audits(
+    tx: &mut Transaction<'_, Postgres>,
+    first: i64,
+    audits: &[(usize, &AuditNote)],
+) -> Result<(), SyncError> {
+    let mut actors = Vec::with_capacity(audits.len());
+    let mut actions = Vec::with_capacity(audits.len());
+    let mut types = Vec::with_capacity(audits.len());
+    let mut targets = Vec::with_capacity(audits.len());
+    let mut afters = Vec::with_capacity(audits.len());
+    let mut requests = Vec::with_capacity(audits.len());
+    for (index, note) in audits {
+        let mut after = note.after.clone();
+        if let Some(object) = after.as_object_mut() {
+            object.insert("seq".into(), (first + *index as i64).into());
+        }
+        actors.push(note.actor);
+        actions.push(note.action.clone());
+        types.push(note.target_type.clone());
+        targets.push(note.target_id.clone());
+        afters.push(after);
+        requests.push(note.request_id.clone());
+    }
+    sqlx::query!(
+        r#"insert into system_audit (actor_id, action, target_type, target_id, after, request_id)
+           select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])"#,
+        &actors,
+        &actions,
+        &types,
+        &targets,
+        &afters,
+        &requests as &[Option<String>],
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Replaces `canvas_id`'s snapshot with `snapshot` (which must hold every update up to

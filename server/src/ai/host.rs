@@ -249,6 +249,7 @@ impl ServerHost {
                 props,
                 parent_id: None,
                 position: None,
+                id: None,
             }),
         )
         .await

@@ -9,14 +9,14 @@ use potentia_sync::blocks::{self as rows, BlockRecord};
 use potentia_sync::markdown::{inline_spans, Marks, Span};
 use potentia_sync::props::prop_problems;
 use potentia_sync::room::{BlockEdit, EditOutcome};
-use potentia_sync::{BlockPatch, NewBlock, Position};
+use potentia_sync::store::AuditNote;
+use potentia_sync::{BlockPatch, NewBlock, Position, SchemaError, SyncError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::access::{require_canvas, Access, CanvasAccess};
-use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
 use crate::canvases::db as canvas_db;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -108,6 +108,10 @@ pub struct CreateBlock {
     pub parent_id: Option<Uuid>,
     /// Defaults to `last`.
     pub position: Option<PositionSpec>,
+    /// An id the client chose (a UUID; default: the server picks one). It makes a retried
+    /// create harmless: sending the same block again answers 200 with the block the first
+    /// request made; another block under that id is a 409 `block_exists`.
+    pub id: Option<Uuid>,
 }
 
 /// Absent fields stay. `props` is merged: a `null` value removes that property.
@@ -375,24 +379,35 @@ fn written_block(outcome: EditOutcome) -> Result<Block, ApiError> {
         .ok_or(ApiError::NotFound { what: "block" })
 }
 
-async fn audit_write(
-    state: &AppState,
+/// The audit row of a block write, written by the room in the commit that logs the write (so
+/// a write that is live is always audited, and a refused one never is).
+fn audit_note(
     caller: &AuthUser,
-    action: &'static str,
+    action: &str,
     block_id: Uuid,
     found: &CanvasAccess,
     detail: Value,
     request_id: Option<&str>,
-) -> Result<(), ApiError> {
-    audit::record(
-        &state.db,
-        AuditEntry::new(action, "block", block_id)
-            .actor(caller.id)
-            .after(serde_json::json!({ "canvas_id": found.canvas_id, "change": detail }))
-            .request(request_id),
-    )
-    .await?;
-    Ok(())
+) -> AuditNote {
+    AuditNote {
+        actor: caller.id,
+        action: action.to_owned(),
+        target_type: "block".to_owned(),
+        target_id: block_id.to_string(),
+        after: serde_json::json!({ "canvas_id": found.canvas_id, "change": detail }),
+        request_id: request_id.map(str::to_owned),
+    }
+}
+
+/// How many blocks `blocks` make, their children included.
+fn count_blocks(blocks: &[potentia_sync::ImportedBlock]) -> usize {
+    let mut count = 0;
+    let mut stack: Vec<&potentia_sync::ImportedBlock> = blocks.iter().collect();
+    while let Some(block) = stack.pop() {
+        count += 1;
+        stack.extend(block.children.iter());
+    }
+    count
 }
 
 /// The canvas's blocks in document order (depth-first, siblings by order key), a page at a time.
@@ -460,8 +475,11 @@ pub async fn get_block(
 /// Creates a block at a position (default: last under its parent), through the document.
 #[utoipa::path(post, path = "/api/v1/canvases/{canvas_id}/blocks", tag = "blocks", security(("bearer" = [])),
     params(("canvas_id" = Uuid, Path)), request_body = CreateBlock,
-    responses((status = 201, description = "The new block, as materialized", body = Block), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 201, description = "The new block, as materialized", body = Block),
+        (status = 200, description = "A retry: the block with this `id` that an earlier, identical create made", body = Block),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A different block already has this `id` (`block_exists`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_block(
     State(state): State<AppState>,
@@ -477,8 +495,20 @@ pub async fn create_block(
     validate_props(&body.kind, &body.props, &mut errors);
     let spans = rich_text(!body.text.is_empty(), body.markdown, body.runs, &mut errors);
     errors.into_result()?;
-    // The id is chosen here, so a retried write cannot create a second block.
-    let id = Uuid::now_v7();
+    let id = body.id.unwrap_or_else(Uuid::now_v7);
+    // The text the block will hold, to tell a retry from another block under the same id.
+    let plain: String = match &spans {
+        Some(spans) => spans.iter().map(|span| span.text.as_str()).collect(),
+        None => body.text.clone(),
+    };
+    let audit = audit_note(
+        &caller,
+        "block.create",
+        id,
+        &found,
+        serde_json::json!({ "type": body.kind }),
+        request_id.as_deref(),
+    );
     let edit = BlockEdit::Create {
         block: NewBlock {
             id: Some(id.to_string()),
@@ -490,19 +520,27 @@ pub async fn create_block(
         },
         spans,
     };
-    let outcome = state.rooms.edit(canvas_id, caller.id, edit, None).await?;
-    let block = written_block(outcome)?;
-    audit_write(
-        &state,
-        &caller,
-        "block.create",
-        id,
-        &found,
-        serde_json::json!({ "type": body.kind, "version": block.version }),
-        request_id.as_deref(),
-    )
-    .await?;
-    Ok(with_etag(block, StatusCode::CREATED))
+    match state
+        .rooms
+        .edit(canvas_id, caller.id, edit, None, Some(audit))
+        .await
+    {
+        Ok(outcome) => Ok(with_etag(written_block(outcome)?, StatusCode::CREATED)),
+        // A retry of a create that went through: the block it made, once.
+        Err(SyncError::Schema(SchemaError::DuplicateId(_))) if body.id.is_some() => {
+            let existing = rows::get(&state.db, canvas_id, id)
+                .await?
+                .ok_or_else(|| ApiError::conflict("block_exists", "a block has this id"))?;
+            if existing.kind != body.kind || existing.text != plain {
+                return Err(ApiError::conflict(
+                    "block_exists",
+                    "a different block already has this id",
+                ));
+            }
+            Ok(with_etag(Block::from(existing), StatusCode::OK))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Changes a block's type, text or props, through the document.
@@ -543,6 +581,22 @@ pub async fn patch_block(
         }
     }
     errors.into_result()?;
+    let changed: Vec<&str> = [
+        ("type", body.kind.is_some()),
+        ("text", body.text.is_some() || spans.is_some()),
+        ("props", body.props.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, given)| given.then_some(field))
+    .collect();
+    let audit = audit_note(
+        &caller,
+        "block.update",
+        block_id,
+        &found,
+        serde_json::json!({ "fields": changed, "based_on_version": version }),
+        request_id.as_deref(),
+    );
     let edit = BlockEdit::Patch {
         id: block_id.to_string(),
         patch: BlockPatch {
@@ -554,20 +608,9 @@ pub async fn patch_block(
     };
     let outcome = state
         .rooms
-        .edit(canvas_id, caller.id, edit, version)
+        .edit(canvas_id, caller.id, edit, version, Some(audit))
         .await?;
-    let block = written_block(outcome)?;
-    audit_write(
-        &state,
-        &caller,
-        "block.update",
-        block_id,
-        &found,
-        serde_json::json!({ "version": block.version }),
-        request_id.as_deref(),
-    )
-    .await?;
-    Ok(with_etag(block, StatusCode::OK))
+    Ok(with_etag(written_block(outcome)?, StatusCode::OK))
 }
 
 /// Moves a block (with its subtree) under a parent at a position: only its order key and
@@ -588,6 +631,14 @@ pub async fn move_block(
 ) -> ApiResult<Response> {
     let found = require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
     let version = expected_version(body.version, &headers)?;
+    let audit = audit_note(
+        &caller,
+        "block.move",
+        block_id,
+        &found,
+        serde_json::json!({ "parent_id": body.parent_id }),
+        request_id.as_deref(),
+    );
     let edit = BlockEdit::Move {
         id: block_id.to_string(),
         parent: body.parent_id.map(|p| p.to_string()),
@@ -595,20 +646,9 @@ pub async fn move_block(
     };
     let outcome = state
         .rooms
-        .edit(canvas_id, caller.id, edit, version)
+        .edit(canvas_id, caller.id, edit, version, Some(audit))
         .await?;
-    let block = written_block(outcome)?;
-    audit_write(
-        &state,
-        &caller,
-        "block.move",
-        block_id,
-        &found,
-        serde_json::json!({ "parent_id": block.parent_id, "order": block.order }),
-        request_id.as_deref(),
-    )
-    .await?;
-    Ok(with_etag(block, StatusCode::OK))
+    Ok(with_etag(written_block(outcome)?, StatusCode::OK))
 }
 
 /// Deletes a block and its subtree, through the document.
@@ -627,23 +667,21 @@ pub async fn delete_block(
 ) -> ApiResult<StatusCode> {
     let found = require_canvas(&state.db, caller.id, canvas_id, Access::Write).await?;
     let version = expected_version(params.version, &headers)?;
-    let edit = BlockEdit::Delete {
-        id: block_id.to_string(),
-    };
-    let outcome = state
-        .rooms
-        .edit(canvas_id, caller.id, edit, version)
-        .await?;
-    audit_write(
-        &state,
+    let audit = audit_note(
         &caller,
         "block.delete",
         block_id,
         &found,
-        serde_json::json!({ "deleted": outcome.deleted }),
+        serde_json::json!({ "with_children": true }),
         request_id.as_deref(),
-    )
-    .await?;
+    );
+    let edit = BlockEdit::Delete {
+        id: block_id.to_string(),
+    };
+    state
+        .rooms
+        .edit(canvas_id, caller.id, edit, version, Some(audit))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -667,23 +705,23 @@ pub async fn reorder_blocks(
             format!("1 to {MAX_REORDER} ids"),
         ));
     }
+    let audit = audit_note(
+        &caller,
+        "block.reorder",
+        body.parent_id.unwrap_or(canvas_id),
+        &found,
+        serde_json::json!({ "block_ids": body.block_ids }),
+        request_id.as_deref(),
+    );
     let edit = BlockEdit::Reorder {
         ids: body.block_ids.iter().map(Uuid::to_string).collect(),
         parent: body.parent_id.map(|p| p.to_string()),
         position: body.position.map_or(Position::First, Position::from),
     };
-    state.rooms.edit(canvas_id, caller.id, edit, None).await?;
-    let anchor = body.parent_id.unwrap_or(canvas_id);
-    audit_write(
-        &state,
-        &caller,
-        "block.reorder",
-        anchor,
-        &found,
-        serde_json::json!({ "block_ids": body.block_ids }),
-        request_id.as_deref(),
-    )
-    .await?;
+    state
+        .rooms
+        .edit(canvas_id, caller.id, edit, None, Some(audit))
+        .await?;
     Ok(ApiJson(Reordered {
         block_ids: body.block_ids,
     }))
@@ -804,6 +842,14 @@ pub async fn import_markdown(
     storable_body(markdown.as_bytes())?;
     let blocks = potentia_sync::markdown::from_markdown(markdown)
         .map_err(|e| ApiError::from(potentia_sync::SyncError::Markdown(e)))?;
+    let audit = audit_note(
+        &caller,
+        "block.import_markdown",
+        params.parent_id.unwrap_or(canvas_id),
+        &found,
+        serde_json::json!({ "blocks": count_blocks(&blocks), "bytes": body.len() }),
+        request_id.as_deref(),
+    );
     let edit = BlockEdit::Import {
         blocks,
         parent: params.parent_id.map(|p| p.to_string()),
@@ -811,18 +857,10 @@ pub async fn import_markdown(
             .after
             .map_or(Position::Last, |after| Position::After(after.to_string())),
     };
-    let outcome = state.rooms.edit(canvas_id, caller.id, edit, None).await?;
-    let anchor = params.parent_id.unwrap_or(canvas_id);
-    audit_write(
-        &state,
-        &caller,
-        "block.import_markdown",
-        anchor,
-        &found,
-        serde_json::json!({ "blocks": outcome.written.len(), "bytes": body.len() }),
-        request_id.as_deref(),
-    )
-    .await?;
+    let outcome = state
+        .rooms
+        .edit(canvas_id, caller.id, edit, None, Some(audit))
+        .await?;
     Ok((
         StatusCode::CREATED,
         ApiJson(Imported {

@@ -7,13 +7,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use potentia_sync::store::AuditNote;
 use potentia_sync::{AwarenessEntry, EncodedStateVector, EncodedUpdate, PresenceEntry};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::access::{require_canvas, Access};
-use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::{ApiJson, ApiPath, ApiQuery, RequestId};
@@ -108,18 +108,19 @@ pub async fn push_update(
     if update.is_empty() {
         return Ok(ApiJson(PushedUpdate { seq: None }));
     }
+    // Audited in the commit that logs the update (the room adds its `seq`).
+    let audit = AuditNote {
+        actor: caller.id,
+        action: "canvas.update_pushed".to_owned(),
+        target_type: "canvas".to_owned(),
+        target_id: canvas_id.to_string(),
+        after: serde_json::json!({ "bytes": body.len() }),
+        request_id,
+    };
     let seq = state
         .rooms
-        .push_update(canvas_id, caller.id, update)
+        .push_update(canvas_id, caller.id, update, Some(audit))
         .await?;
-    audit::record(
-        &state.db,
-        AuditEntry::new("canvas.update_pushed", "canvas", canvas_id)
-            .actor(caller.id)
-            .after(serde_json::json!({ "seq": seq, "bytes": body.len() }))
-            .request(request_id.as_deref()),
-    )
-    .await?;
     Ok(ApiJson(PushedUpdate { seq: Some(seq) }))
 }
 

@@ -246,7 +246,7 @@ pub async fn patch_canvas(
     };
     state
         .rooms
-        .edit(canvas_id, caller.id, BlockEdit::Meta(patch), None)
+        .edit(canvas_id, caller.id, BlockEdit::Meta(patch), None, None)
         .await?;
     db::find(&state.db, canvas_id)
         .await?
@@ -375,7 +375,7 @@ pub async fn duplicate_canvas(
         // either, so its stale meta cannot overwrite the row.
         if let Err(error) = state
             .rooms
-            .edit(copy.id, caller.id, BlockEdit::Meta(meta), None)
+            .edit(copy.id, caller.id, BlockEdit::Meta(meta), None, None)
             .await
         {
             tracing::warn!(canvas_id = %copy.id, %error, "the copy's title did not reach its document");

@@ -754,3 +754,105 @@ async fn blocks_nest_at_most_64_deep_through_rest_and_a_deeper_write_changes_not
         Some(max + 2)
     );
 }
+
+#[tokio::test]
+async fn a_retried_create_with_a_client_chosen_id_makes_one_block() {
+    let f = fixture().await;
+    let id = uuid::Uuid::now_v7();
+    let body = json!({ "id": id, "type": "todo", "text": "pay rent" });
+    let first = create(&f, body.clone()).await;
+    assert_eq!(first["id"], id.to_string());
+    let (status, again) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
+    let (status, problem) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(json!({ "id": id, "type": "todo", "text": "something else" })),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("block_exists"))
+    );
+    assert_eq!(texts(&list(&f, "").await), vec!["pay rent"]);
+    assert_eq!(f.app.audit_rows("block.create").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_block_write_is_audited_in_the_commit_that_logs_it() {
+    let f = fixture().await;
+    let block = create(&f, json!({ "type": "paragraph", "text": "logged" })).await;
+    let rows = f.app.audit_rows("block.create").await;
+    assert_eq!(rows.len(), 1);
+    let after = rows[0].after.clone().expect("after");
+    assert_eq!(rows[0].target_id.as_deref(), block["id"].as_str());
+    let seq = after["seq"].as_i64().expect("the update's seq");
+    let logged: bool = sqlx::query_scalar(
+        "select exists (select 1 from canvas_updates where canvas_id = $1 and seq = $2)
+             or (select snapshot_seq >= $2 from canvas_documents where canvas_id = $1)",
+    )
+    .bind(f.canvas)
+    .bind(seq)
+    .fetch_one(&f.app.db)
+    .await
+    .expect("log");
+    assert!(logged, "the audited seq is in the log");
+}
+
+#[tokio::test]
+async fn a_write_whose_audit_row_fails_is_not_committed_nor_seen() {
+    let f = fixture().await;
+    let client = connected(&f.app, f.canvas, f.owner.access_token()).await;
+    // Postgres refuses this one audit row, as a full disk or a broken constraint would.
+    sqlx::raw_sql(
+        "create function refuse_block_audit() returns trigger language plpgsql as $$
+         begin if new.action = 'block.create' then raise exception 'audit refused'; end if;
+         return new; end $$;
+         create trigger refuse_block_audit before insert on system_audit
+         for each row execute function refuse_block_audit();",
+    )
+    .execute(&f.app.db)
+    .await
+    .expect("trigger");
+    let (status, problem) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(json!({ "type": "paragraph", "text": "never live" })),
+        )
+        .await;
+    assert!(status >= 500, "{status}: {problem}");
+    sqlx::raw_sql("drop trigger refuse_block_audit on system_audit")
+        .execute(&f.app.db)
+        .await
+        .expect("drop trigger");
+    let logged: i64 =
+        sqlx::query_scalar("select count(*) from canvas_updates where canvas_id = $1")
+            .bind(f.canvas)
+            .fetch_one(&f.app.db)
+            .await
+            .expect("log");
+    assert_eq!(logged, 0, "nothing was committed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        read_blocks(&client.doc().transact()).is_empty(),
+        "a connected client never saw it"
+    );
+    // The canvas works again once audit rows can be written.
+    create(&f, json!({ "type": "paragraph", "text": "live" })).await;
+    assert_eq!(texts(&list(&f, "").await), vec!["live"]);
+}
