@@ -8,6 +8,11 @@
 //! owner has a conversation (tied to the workspace) and a memory; the workspace has an AI role of
 //! its own. The server has no chat provider, so a turn its owner may take answers 503. The
 //! matrix must name every route the router serves, so a new route without a row fails this test.
+//!
+//! The cross-tenant test builds a second, identical tenant and has the first tenant's owner call
+//! every route that takes ids with the second tenant's ids (all of them, or the first tenant's
+//! workspace, canvas, calendar and schedule with the second's members, guests, links, blocks…):
+//! every answer must be 404.
 
 use std::collections::BTreeSet;
 
@@ -31,6 +36,7 @@ const ACTORS: [&str; 8] = [
     "anonymous",
 ];
 
+#[derive(Clone)]
 struct Scenario {
     users: Vec<(Uuid, String)>,
     workspace: Uuid,
@@ -54,6 +60,9 @@ struct Scenario {
     memory: Uuid,
     /// A role the workspace defined.
     ai_role: Uuid,
+    /// A block row of the canvas (the matrix's block routes name `Uuid::nil()` instead, since
+    /// writing a real block goes through a document; the cross-tenant test names this one).
+    block: Uuid,
 }
 
 fn token_for(user: Uuid) -> String {
@@ -251,8 +260,18 @@ async fn scenario(db: &PgPool) -> Scenario {
     .execute(&mut *tx)
     .await
     .unwrap();
+    let block = Uuid::now_v7();
+    sqlx::query(
+        "insert into blocks (canvas_id, id, kind, order_key, text, doc_seq) values ($1, $2, 'paragraph', 'a0', 'Matrix', 0)",
+    )
+    .bind(canvas)
+    .bind(block)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     Scenario {
+        block,
         conversation,
         memory,
         ai_role,
@@ -1286,4 +1305,69 @@ async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
         rows.len(),
         ACTORS.len()
     );
+}
+
+/// Routes whose path parameter is a secret or a time, not an id of a tenant's resource.
+const NOT_ID_ROUTES: [&str; 1] = ["/api/v1/calendar-feeds/{token}"];
+
+/// `a`'s containers (workspace, canvas, calendar, schedule) with `b`'s resources inside them.
+fn mixed(a: &Scenario, b: &Scenario) -> Scenario {
+    Scenario {
+        invitation: b.invitation,
+        link: b.link,
+        member_target: b.member_target,
+        canvas_member_target: b.canvas_member_target,
+        email_guest: b.email_guest,
+        conversation: b.conversation,
+        memory: b.memory,
+        ai_role: b.ai_role,
+        block: b.block,
+        ..a.clone()
+    }
+}
+
+#[tokio::test]
+async fn another_tenants_ids_are_404_on_every_route_that_takes_ids() {
+    let app = TestApp::spawn().await;
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for row in rows() {
+        if !row.template.contains('{') || NOT_ID_ROUTES.contains(&row.template) {
+            continue;
+        }
+        for (mode, foreign) in ["all ids", "inner ids"].into_iter().enumerate() {
+            // Fresh tenants each time: a cell that wrongly succeeds must not hide the next one.
+            let a = scenario(&app.db).await;
+            let b = scenario(&app.db).await;
+            let target = if mode == 0 { b.clone() } else { mixed(&a, &b) };
+            // The rows name no block (`Uuid::nil()`); here it stands for the other's block.
+            let path = (row.path)(&target).replace(&Uuid::nil().to_string(), &b.block.to_string());
+            if mode == 1 && path == (row.path)(&a) {
+                continue;
+            }
+            let mut request = app
+                .client
+                .request(row.method.clone(), app.url(&path))
+                .bearer_auth(token_for(a.users[0].0));
+            match (row.body)(&target) {
+                Some(Value::String(text)) => {
+                    request = request.header("content-type", "text/calendar").body(text);
+                }
+                Some(body) => request = request.json(&body),
+                None => {}
+            }
+            let status = request.send().await.unwrap().status().as_u16();
+            cells += 1;
+            if status != 404 {
+                failures.push(format!("{} {path} ({foreign}): {status}", row.method));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cross-tenant cells are not 404:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("cross-tenant matrix: {cells} cells, all 404");
 }
