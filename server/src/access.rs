@@ -397,9 +397,11 @@ pub fn check_calendar_role(
     })
 }
 
-/// Those of `users` whose email `caller` may be shown: the caller, and whoever shares a
-/// workspace, a canvas or a calendar with them. Anyone else's address (and, for a guest
-/// invited by address, whether an account holds it) stays hidden.
+/// Those of `users` whose email `caller` may be shown: the caller, whoever shares a workspace
+/// or a canvas with them (both joined by accepting), and whoever shared a calendar of theirs
+/// with the caller. A calendar subscription the caller made for someone else does not count:
+/// it needs no consent. Anyone else's address (and, for a guest invited by address, whether an
+/// account holds it) stays hidden.
 pub async fn related_users<'e>(
     db: impl PgExecutor<'e>,
     caller: Uuid,
@@ -420,11 +422,8 @@ pub async fn related_users<'e>(
                            and (c.owner_id = u or b.user_id is not null)
                            and (a.user_id is not null or b.user_id is not null))
               or exists (select 1 from calendars c
-                         left join calendar_subscriptions a on a.calendar_id = c.id and a.user_id = $1
-                         left join calendar_subscriptions b on b.calendar_id = c.id and b.user_id = u
-                         where (c.owner_id = $1 or a.user_id is not null)
-                           and (c.owner_id = u or b.user_id is not null)
-                           and (a.user_id is not null or b.user_id is not null))"#,
+                         join calendar_subscriptions s on s.calendar_id = c.id
+                         where c.owner_id = u and s.user_id = $1)"#,
         caller,
         users,
     )

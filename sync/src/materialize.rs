@@ -345,7 +345,7 @@ impl Materializer {
     /// The writes that bring the rows to `blocks` and `meta`, the document as of `seq`;
     /// `writer` wrote it last (for the audit of a meta change).
     pub fn plan(
-        &self,
+        &mut self,
         blocks: Vec<Block>,
         meta: &MetaFields,
         writer: Option<Uuid>,
@@ -373,6 +373,8 @@ impl Materializer {
             .filter(|id| !seen.contains_key(*id))
             .copied()
             .collect();
+        // A refused block that is gone needs no memory of its refusal.
+        self.refused.retain(|id, _| seen.contains_key(id));
         let after = row_meta_of(meta, &self.meta);
         let meta = (after != self.meta).then(|| MetaChange {
             after,
@@ -514,7 +516,9 @@ impl Materializer {
                 batch.commit().await?;
                 return Ok((rows, Vec::new()));
             }
-            Err(sqlx::Error::Database(_)) => batch.rollback().await?,
+            Err(sqlx::Error::Database(error)) if refuses_the_data(error.as_ref()) => {
+                batch.rollback().await?
+            }
             Err(error) => return Err(error.into()),
         }
         let mut written = Vec::with_capacity(rows.len());
@@ -526,7 +530,7 @@ impl Materializer {
                     one.commit().await?;
                     written.push(row);
                 }
-                Err(sqlx::Error::Database(error)) => {
+                Err(sqlx::Error::Database(error)) if refuses_the_data(error.as_ref()) => {
                     one.rollback().await?;
                     refused.push((row, error.message().to_owned()));
                 }
@@ -535,6 +539,18 @@ impl Materializer {
         }
         Ok((written, refused))
     }
+}
+
+/// Whether Postgres refused a row for what it holds (SQLSTATE classes 22 data exception, 23
+/// integrity violation, 54 program limit, such as a search index entry over 1 MB), so that the
+/// same content will be refused again. A deadlock, a timeout or a lost connection is none of
+/// these: the materialization fails and is retried whole.
+fn refuses_the_data(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error.code().is_some_and(|code| {
+        ["22", "23", "54"]
+            .iter()
+            .any(|class| code.starts_with(class))
+    })
 }
 
 /// Inserts or updates the rows of `rows` (a row whose content already matches is not touched).

@@ -1424,6 +1424,7 @@ impl Room {
         let seq = self.watermark;
         let writer = self.last_writer;
         let (mut materializer, plan) = blocking(move || {
+            let mut materializer = materializer;
             let txn = doc.transact();
             let blocks = crate::schema::read_blocks(&txn);
             let meta = crate::schema::read_meta_fields(&txn);

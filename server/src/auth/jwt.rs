@@ -36,30 +36,24 @@ pub struct Claims {
     /// The sign-in (refresh-token family) the token was issued for; Supabase's claim name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    /// An external issuer's word that `email` is verified (also read from `user_metadata`).
+    /// An external issuer's word that `email` is verified (OpenID Connect's claim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
-    /// Supabase's: when the address was confirmed; any value counts as verified.
+    /// When the issuer confirmed the address (Supabase's name); a non-empty string counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_confirmed_at: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_metadata: Option<serde_json::Value>,
 }
 
 impl Claims {
-    /// Whether the claims say the address is verified.
+    /// Whether the claims say the address is verified. Only claims the issuer sets count:
+    /// `user_metadata` is the user's to write, so it is never read.
     fn says_email_verified(&self) -> bool {
-        let in_metadata = self
-            .user_metadata
+        let confirmed = self
+            .email_confirmed_at
             .as_ref()
-            .and_then(|m| m.get("email_verified"))
-            .and_then(serde_json::Value::as_bool);
-        self.email_verified == Some(true)
-            || in_metadata == Some(true)
-            || self
-                .email_confirmed_at
-                .as_ref()
-                .is_some_and(|at| !at.is_null())
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|at| !at.trim().is_empty());
+        self.email_verified == Some(true) || confirmed
     }
 }
 
@@ -190,7 +184,6 @@ impl JwtKeys {
             session_id: session.map(|session| session.to_string()),
             email_verified: None,
             email_confirmed_at: None,
-            user_metadata: None,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|err| TokenError::Signing(err.to_string()))
@@ -269,7 +262,6 @@ mod tests {
             session_id: None,
             email_verified: None,
             email_confirmed_at: None,
-            user_metadata: None,
         };
         let token = encode(
             &Header::default(),
@@ -295,7 +287,6 @@ mod tests {
             session_id: None,
             email_verified: None,
             email_confirmed_at: None,
-            user_metadata: None,
         };
         let token = encode(
             &Header::default(),
@@ -360,9 +351,18 @@ mod tests {
                 serde_json::json!({ "iss": external, "email_confirmed_at": "2026-01-01T00:00:00Z" }),
                 true,
             ),
+            // The user writes user_metadata: it vouches for nothing.
             (
                 serde_json::json!({ "iss": external, "user_metadata": { "email_verified": true } }),
-                true,
+                false,
+            ),
+            (
+                serde_json::json!({ "iss": external, "email_confirmed_at": "" }),
+                false,
+            ),
+            (
+                serde_json::json!({ "iss": external, "email_confirmed_at": false }),
+                false,
             ),
             (
                 serde_json::json!({ "iss": external, "email_verified": false }),

@@ -185,14 +185,14 @@ pub async fn sign_up(
             .request(request_id.as_deref()),
     )
     .await?;
-    let link = verification::issue(&mut tx, user.id, &email).await?;
-    state
-        .outbox
-        .enqueue(
-            &mut *tx,
-            &verification::mail(&state.settings.app_url, &email, &link),
-        )
-        .await?;
+    verification::send_link(
+        &mut tx,
+        &state.outbox,
+        &state.settings.app_url,
+        user.id,
+        &email,
+    )
+    .await?;
     tx.commit().await?;
     state.outbox.wake();
     state.known_users.insert(user.id);
@@ -229,8 +229,12 @@ pub async fn verify_email(
 ) -> ApiResult<ApiJson<User>> {
     state.auth_limits.check_ip(ip)?;
     let mut tx = state.db.begin().await?;
-    let (user_id, email) = match verification::verify(&mut tx, &body.token).await? {
-        Verified::Verified { user_id, email } => (user_id, email),
+    let (user_id, email, newly) = match verification::verify(&mut tx, &body.token).await? {
+        Verified::Verified {
+            user_id,
+            email,
+            newly,
+        } => (user_id, email, newly),
         Verified::Unknown => {
             return Err(ApiError::bad_request(
                 "invalid_verification_token",
@@ -251,14 +255,16 @@ pub async fn verify_email(
             ));
         }
     };
-    audit::record(
-        &mut *tx,
-        AuditEntry::new("user.verify_email", "user", user_id)
-            .actor(user_id)
-            .after(serde_json::json!({ "email": email }))
-            .request(request_id.as_deref()),
-    )
-    .await?;
+    if newly {
+        audit::record(
+            &mut *tx,
+            AuditEntry::new("user.verify_email", "user", user_id)
+                .actor(user_id)
+                .after(serde_json::json!({ "email": email }))
+                .request(request_id.as_deref()),
+        )
+        .await?;
+    }
     let user = users_db::find(&mut *tx, user_id)
         .await?
         .ok_or(ApiError::NotFound { what: "user" })?;
@@ -299,14 +305,14 @@ pub async fn resend_verification(
     {
         return Err(ApiError::RateLimited { retry_after_secs });
     }
-    let link = verification::issue(&mut tx, caller.id, &email).await?;
-    state
-        .outbox
-        .enqueue(
-            &mut *tx,
-            &verification::mail(&state.settings.app_url, &email, &link),
-        )
-        .await?;
+    verification::send_link(
+        &mut tx,
+        &state.outbox,
+        &state.settings.app_url,
+        caller.id,
+        &email,
+    )
+    .await?;
     audit::record(
         &mut *tx,
         AuditEntry::new("user.verification_sent", "user", caller.id)

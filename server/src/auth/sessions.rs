@@ -10,8 +10,9 @@
 //!   a family revoked because a refresh token was reused). One query a tick covers every
 //!   session with an open socket on the node.
 //!
-//! Tokens without a session (external tokens, `potentia token`) are watched by nothing: they
-//! end when they expire.
+//! Tokens without a session (`potentia token`, external tokens without `session_id`) are
+//! watched by nothing: they end when they expire. An external token's `session_id` (Supabase
+//! has one) is watched too, and ends only by expiry, since its sign-out happens elsewhere.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::email::NewEmail;
+use crate::email::{EmailOutbox, NewEmail};
 use crate::secret;
 use crate::users::db as users_db;
 
@@ -23,7 +23,7 @@ pub const RESEND_INTERVAL: Duration = Duration::seconds(60);
 pub const MAX_LINKS_PER_DAY: i64 = 5;
 
 /// Records a new link for `user_id`'s `email`; returns the token to put in the mail.
-pub async fn issue(conn: &mut PgConnection, user_id: Uuid, email: &str) -> sqlx::Result<String> {
+async fn issue(conn: &mut PgConnection, user_id: Uuid, email: &str) -> sqlx::Result<String> {
     let token = secret::generate();
     sqlx::query!(
         r#"insert into email_verifications (id, user_id, email, token_hash, expires_at)
@@ -39,8 +39,24 @@ pub async fn issue(conn: &mut PgConnection, user_id: Uuid, email: &str) -> sqlx:
     Ok(token)
 }
 
+/// Records a new link for `user_id`'s `email` and queues its mail in the caller's transaction
+/// (wake the outbox after the commit).
+pub async fn send_link(
+    conn: &mut PgConnection,
+    outbox: &EmailOutbox,
+    app_url: &str,
+    user_id: Uuid,
+    email: &str,
+) -> sqlx::Result<()> {
+    let token = issue(&mut *conn, user_id, email).await?;
+    outbox
+        .enqueue(&mut *conn, &mail(app_url, email, &token))
+        .await?;
+    Ok(())
+}
+
 /// The mail carrying a link.
-pub fn mail(app_url: &str, email: &str, token: &str) -> NewEmail {
+fn mail(app_url: &str, email: &str, token: &str) -> NewEmail {
     NewEmail {
         to_address: email.to_owned(),
         subject: "Confirm your email address for Potentia".to_owned(),
@@ -95,10 +111,11 @@ pub async fn resend_allowed(
 /// What presenting a token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
-    /// The account's address is verified now.
+    /// The account's address is verified now; `newly` unless it already was.
     Verified {
         user_id: Uuid,
         email: String,
+        newly: bool,
     },
     /// No such token, or one already used.
     Unknown,
@@ -131,7 +148,8 @@ pub async fn verify(conn: &mut PgConnection, token: &str) -> sqlx::Result<Verifi
     )
     .execute(&mut *conn)
     .await?;
-    if !users_db::mark_email_verified(&mut *conn, link.user_id, &link.email).await? {
+    let newly = users_db::mark_email_verified(&mut *conn, link.user_id, &link.email).await?;
+    if !newly {
         // Already verified (a second link of the same address) is fine; another address is not.
         let user = users_db::find(&mut *conn, link.user_id).await?;
         let same_address = user.as_ref().is_some_and(|u| {
@@ -147,5 +165,6 @@ pub async fn verify(conn: &mut PgConnection, token: &str) -> sqlx::Result<Verifi
     Ok(Verified::Verified {
         user_id: link.user_id,
         email: link.email,
+        newly,
     })
 }

@@ -2,7 +2,7 @@
 //! `schedule_guests`, `schedule_reminder_overrides` and `schedule_instances`.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::pagination::{PageRequest, Position};
@@ -600,7 +600,36 @@ pub async fn find_schedule<'e>(
 }
 
 /// The schedule, its row locked for the rest of the transaction.
-pub async fn lock_schedule<'e>(
+/// Locks schedule `id` for the caller's transaction, its calendar's row first: every writer of
+/// instances takes the calendar row (the instance count's triggers update it), so taking it
+/// before the schedule keeps one lock order everywhere and no two writers deadlock.
+pub async fn lock_schedule(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<ScheduleRecord>> {
+    let Some(calendar_id) =
+        sqlx::query_scalar!("select calendar_id from schedules where id = $1", id)
+            .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Ok(None);
+    };
+    lock_calendar(&mut *conn, calendar_id).await?;
+    lock_schedule_row(&mut *conn, id).await
+}
+
+/// Locks a calendar's row for the caller's transaction (see [`lock_schedule`]).
+pub async fn lock_calendar<'e>(db: impl PgExecutor<'e>, calendar_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
+        "select id from calendars where id = $1 for update",
+        calendar_id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(())
+}
+
+async fn lock_schedule_row<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,
 ) -> sqlx::Result<Option<ScheduleRecord>> {
@@ -706,25 +735,19 @@ pub async fn schedules_to_extend<'e>(
     .await
 }
 
-/// Open series whose instances stop before `horizon`, except `done`, locked (skipping rows
-/// another node holds).
-pub async fn lock_schedules_behind_horizon<'e>(
+/// Open series whose instances stop before `horizon`, except `done`, the furthest behind first
+/// (each is then locked on its own, calendar first: see [`lock_schedule`]).
+pub async fn schedules_behind_horizon<'e>(
     db: impl PgExecutor<'e>,
     horizon: DateTime<Utc>,
     done: &[Uuid],
     limit: i64,
-) -> sqlx::Result<Vec<ScheduleRecord>> {
-    sqlx::query_as!(
-        ScheduleRecord,
-        r#"select id, calendar_id, uid, title, description, location, all_day, start_at, end_at, time_zone,
-                  start_date, end_date, status, transparency, rrule, rdate, exdate, reminders, organizer_id,
-                  organizer_email, split_from, sequence, materialized_from, materialized_until, series_end,
-                  created_by, created_at, updated_at
-           from schedules
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"select id from schedules
            where series_end is null and materialized_until < $1 and id <> all($2)
            order by materialized_until
-           limit $3
-           for update skip locked"#,
+           limit $3"#,
         horizon,
         done,
         limit,

@@ -464,6 +464,8 @@ pub async fn import_calendar(
         .to_ascii_lowercase();
     let mut tx = state.db.begin().await?;
     require_calendar(&mut *tx, caller.id, calendar_id, CalendarRole::Editor).await?;
+    // Before any schedule row, as every writer of instances (see `db::lock_schedule`).
+    db::lock_calendar(&mut *tx, calendar_id).await?;
     if content_type != "text/calendar" {
         return Err(ApiError::UnsupportedMediaType {
             detail: "expected an iCalendar body with `Content-Type: text/calendar`".into(),
@@ -625,7 +627,9 @@ pub async fn import_calendar(
                     email: Some(email),
                     display_name: attendee.common_name.as_deref(),
                     optional: attendee.role == AttendeeRole::Optional,
-                    organizer: event.organizer.as_ref().and_then(|o| o.email()) == Some(email),
+                    // Only the importer, or someone without an account, may be named organizer.
+                    organizer: event.organizer.as_ref().and_then(|o| o.email()) == Some(email)
+                        && user_id.is_none_or(|user| user == caller.id),
                     rsvp,
                 },
             )

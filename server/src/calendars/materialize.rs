@@ -11,7 +11,7 @@
 //! * One step expands at most [`MATERIALIZE_LIMITS`] occurrences; a rule with more in a span
 //!   is materialized up to where the cap stopped it, and the rest follows in later steps.
 //! * **Bounds.** Nothing is materialized more than [`MAX_DISTANCE`] from now (views and
-//!   free/busy may not ask past it either), and a calendar holds at most
+//!   free/busy may not ask past it either), but the first day of a schedule that starts later, and a calendar holds at most
 //!   [`MAX_INSTANCES_PER_CALENDAR`] instances (`calendars.instance_count`, kept by triggers):
 //!   a create or edit that would pass it is refused (409 `calendar_full`), and an extension
 //!   that would is left undone (the schedule is reported incomplete).
@@ -45,7 +45,7 @@ pub const MAX_INSTANCES_PER_CALENDAR: i64 = 500_000;
 pub const MAX_SCHEDULES_PER_CALENDAR: i64 = 20_000;
 /// How often the horizon job runs.
 pub const HORIZON_JOB_INTERVAL: StdDuration = StdDuration::from_secs(3600);
-/// Schedules the horizon job extends per transaction.
+/// Schedules the horizon job reads per batch (each is extended in its own transaction).
 const HORIZON_BATCH: i64 = 200;
 
 /// The zone of a calendar (stored values were validated; UTC should one ever not parse).
@@ -351,7 +351,7 @@ pub async fn cover(
     let mut truncated = Vec::new();
     for candidate in candidates {
         let mut tx = pool.begin().await?;
-        let Some(record) = db::lock_schedule(&mut *tx, candidate.id).await? else {
+        let Some(record) = db::lock_schedule(&mut tx, candidate.id).await? else {
             continue;
         };
         let placement = zones.get(&record.calendar_id).copied().unwrap_or(Tz::UTC);
@@ -371,35 +371,34 @@ pub async fn extend_horizons(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, A
     let horizon = now + HORIZON;
     let mut done: Vec<Uuid> = Vec::new();
     loop {
-        let mut tx = pool.begin().await?;
-        let batch =
-            db::lock_schedules_behind_horizon(&mut *tx, horizon, &done, HORIZON_BATCH).await?;
+        let batch = db::schedules_behind_horizon(pool, horizon, &done, HORIZON_BATCH).await?;
         if batch.is_empty() {
             return Ok(done.len() as u64);
         }
-        let mut zones: HashMap<Uuid, Tz> = HashMap::new();
-        for record in &batch {
-            let placement = match zones.get(&record.calendar_id) {
-                Some(zone) => *zone,
-                None => {
-                    let zone = db::find_calendar(&mut *tx, record.calendar_id)
-                        .await?
-                        .map_or(Tz::UTC, |c| zone_of(&c.time_zone));
-                    zones.insert(record.calendar_id, zone);
-                    zone
-                }
+        for id in batch {
+            done.push(id);
+            // One short transaction each, the calendar's row locked before the schedule's, as
+            // every other writer of instances does; another node's extension just waits.
+            let mut tx = pool.begin().await?;
+            let Some(record) = db::lock_schedule(&mut tx, id).await? else {
+                continue;
             };
+            if record.materialized_until >= horizon || record.series_end.is_some() {
+                continue;
+            }
+            let placement = db::find_calendar(&mut *tx, record.calendar_id)
+                .await?
+                .map_or(Tz::UTC, |c| zone_of(&c.time_zone));
             extend(
                 &mut tx,
-                record,
+                &record,
                 placement,
                 record.materialized_from,
                 horizon,
             )
             .await?;
-            done.push(record.id);
+            tx.commit().await?;
         }
-        tx.commit().await?;
     }
 }
 

@@ -12,7 +12,8 @@ use uuid::Uuid;
 use super::db::{self, CalendarFields, CalendarRecord, SubscriptionRow};
 use super::{calendar_error, materialize};
 use crate::access::{
-    combine_calendar_role, require_calendar, require_workspace, CalendarRole, WorkspaceRole,
+    combine_calendar_role, related_users, require_calendar, require_workspace, CalendarRole,
+    WorkspaceRole,
 };
 use crate::audit::{self, AuditEntry};
 use crate::auth::AuthUser;
@@ -147,7 +148,8 @@ pub struct Subscription {
     pub user_id: Uuid,
     /// The user's name; null when their profile has none.
     pub name: Option<String>,
-    /// The user's email address; null when their account has none.
+    /// The user's email address; null when their account has none, or when the caller shares
+    /// no workspace or canvas with them and they shared no calendar with the caller.
     pub email: Option<String>,
     /// The role the subscription gives.
     #[schema(value_type = CalendarRole)]
@@ -414,7 +416,7 @@ pub async fn patch_calendar(
         let placement = materialize::zone_of(&time_zone);
         let now = Utc::now();
         for schedule_id in db::schedule_ids_of(&mut *tx, calendar_id, true).await? {
-            if let Some(schedule) = db::lock_schedule(&mut *tx, schedule_id).await? {
+            if let Some(schedule) = db::lock_schedule(&mut tx, schedule_id).await? {
                 materialize::rematerialize(&mut tx, &schedule, placement, now).await?;
             }
         }
@@ -474,7 +476,7 @@ fn role_field(role: &str) -> Result<CalendarRole, ApiError> {
 /// Gives a user a role on the calendar (owner).
 #[utoipa::path(post, path = "/api/v1/calendars/{calendar_id}/subscriptions", tag = "calendars", security(("bearer" = [])),
     params(("calendar_id" = Uuid, Path)), request_body = CreateSubscription,
-    responses((status = 201, description = "The new subscription, with the user's name and email", body = Subscription),
+    responses((status = 201, description = "The new subscription, with the user's name (and email, when the caller may see it)", body = Subscription),
               (status = 403, description = "The caller is not an owner of the calendar", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such calendar, or the caller has no role on it", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "The user already has a subscription on the calendar (`already_subscribed`); change its role with PATCH", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "An unknown `role`, or `user_id` names no user", body = Problem, content_type = "application/problem+json")))]
@@ -520,13 +522,36 @@ pub async fn create_subscription(
         .request(request_id.as_deref()),
     )
     .await?;
-    let created = subscription(&mut tx, calendar_id, body.user_id).await?;
+    let created = subscription(&mut tx, caller.id, calendar_id, body.user_id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, ApiJson(created)))
 }
 
+/// `rows` as `caller` may see them: a subscriber's email only when the two share a workspace
+/// or a canvas, or the subscriber shared a calendar of theirs with the caller (an owner who
+/// subscribes someone by id learns nothing more than the id).
+async fn shown_subscriptions(
+    conn: &mut sqlx::PgConnection,
+    caller: Uuid,
+    rows: Vec<SubscriptionRow>,
+) -> Result<Vec<Subscription>, ApiError> {
+    let users: Vec<Uuid> = rows.iter().map(|r| r.user_id).collect();
+    let related = related_users(&mut *conn, caller, &users).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let mut shown = Subscription::from(row);
+            if !related.contains(&shown.user_id) {
+                shown.email = None;
+            }
+            shown
+        })
+        .collect())
+}
+
 async fn subscription(
     conn: &mut sqlx::PgConnection,
+    caller: Uuid,
     calendar_id: Uuid,
     user_id: Uuid,
 ) -> Result<Subscription, ApiError> {
@@ -543,7 +568,12 @@ async fn subscription(
     .ok_or(ApiError::NotFound {
         what: "subscription",
     })?;
-    Ok(row.into())
+    shown_subscriptions(conn, caller, vec![row])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound {
+            what: "subscription",
+        })
 }
 
 /// The calendar's subscriptions (viewer).
@@ -561,7 +591,8 @@ pub async fn list_subscriptions(
     let page = params.validate()?;
     require_calendar(&state.db, caller.id, calendar_id, CalendarRole::Viewer).await?;
     let rows = db::list_subscriptions(&state.db, calendar_id, &page).await?;
-    let items: Vec<Subscription> = rows.into_iter().map(Subscription::from).collect();
+    let mut conn = state.db.acquire().await?;
+    let items = shown_subscriptions(&mut conn, caller.id, rows).await?;
     Ok(ApiJson(Page::from_rows(items, &page, |s| Position {
         created_at: s.created_at,
         id: s.user_id,
@@ -604,7 +635,7 @@ pub async fn change_subscription(
         .request(request_id.as_deref()),
     )
     .await?;
-    let changed = subscription(&mut tx, calendar_id, user_id).await?;
+    let changed = subscription(&mut tx, caller.id, calendar_id, user_id).await?;
     tx.commit().await?;
     Ok(ApiJson(changed))
 }

@@ -160,6 +160,9 @@ fn close_for_refusal(error: &SyncError) -> Close {
     }
 }
 
+/// The longest a socket waits for its token to expire before closing anyway.
+const MAX_TOKEN_WAIT_SECS: u64 = 366 * 24 * 3600;
+
 /// How long the socket's token lasts.
 struct TokenLife {
     /// Seconds since the epoch.
@@ -173,7 +176,9 @@ impl TokenLife {
         let left = self
             .expires_at
             .saturating_sub(chrono::Utc::now().timestamp());
-        tokio::time::Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+        // A token good for longer than a year is checked again after one (no clock overflows).
+        let left = u64::try_from(left).unwrap_or(0).min(MAX_TOKEN_WAIT_SECS);
+        tokio::time::Instant::now() + Duration::from_secs(left)
     }
 }
 

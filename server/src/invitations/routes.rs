@@ -501,7 +501,8 @@ async fn respond(
 #[utoipa::path(post, path = "/api/v1/invitations/{invitation_id}/accept", tag = "invitations", security(("bearer" = [])),
     params(("invitation_id" = Uuid, Path)),
     responses((status = 200, description = "The accepted invitation; the caller now has its role", body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "Not pending, or expired", body = Problem, content_type = "application/problem+json")))]
+              (status = 409, description = "Not pending, or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The invitation went to the caller's address, which is not verified yet (`email_not_verified`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn accept_invitation(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -523,7 +524,8 @@ pub async fn accept_invitation(
 #[utoipa::path(post, path = "/api/v1/invitations/{invitation_id}/decline", tag = "invitations", security(("bearer" = [])),
     params(("invitation_id" = Uuid, Path)),
     responses((status = 200, description = "The declined invitation", body = Invitation), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, body = Problem, content_type = "application/problem+json")))]
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The invitation went to the caller's address, which is not verified yet (`email_not_verified`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn decline_invitation(
     State(state): State<AppState>,
     caller: AuthUser,

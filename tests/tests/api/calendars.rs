@@ -1676,20 +1676,27 @@ async fn an_import_never_answers_for_an_existing_user_nor_names_them_organizer()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let rows: Vec<(Option<Uuid>, Option<String>, String)> =
-        sqlx::query_as("select g.user_id, g.email, g.rsvp from schedule_guests g order by g.email")
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
+    let rows: Vec<(Option<Uuid>, Option<String>, String, bool)> = sqlx::query_as(
+        "select g.user_id, g.email, g.rsvp, g.organizer from schedule_guests g order by g.email",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
     assert_eq!(
         rows,
         [
             (
                 Some(bob.user_id()),
                 Some("bob@example.org".into()),
-                "needs_action".into()
+                "needs_action".into(),
+                false
             ),
-            (None, Some("carol@example.org".into()), "accepted".into()),
+            (
+                None,
+                Some("carol@example.org".into()),
+                "accepted".into(),
+                false
+            ),
         ]
     );
     let organizer: Option<Uuid> =
@@ -1699,4 +1706,46 @@ async fn an_import_never_answers_for_an_existing_user_nor_names_them_organizer()
             .unwrap();
     assert_eq!(organizer, None);
     assert_eq!(user_busy(&app, &bob).await, json!([]));
+}
+
+#[tokio::test]
+async fn subscribing_a_stranger_by_id_reveals_neither_their_address_nor_their_account() {
+    let app = app().await;
+    let ada = app.sign_up("ada@example.org").await;
+    let bob = app.sign_up("bob@example.org").await;
+    app.verify_email("bob@example.org").await;
+    let cal = calendar(&app, &ada, json!({ "name": "Ada" })).await;
+    let (status, subscription) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/calendars/{cal}/subscriptions"),
+            Some(ada.access_token()),
+            Some(json!({ "user_id": bob.user_id(), "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{subscription}");
+    assert_eq!(subscription["email"], Value::Null);
+    let (_, listed) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/calendars/{cal}/subscriptions"),
+            Some(ada.access_token()),
+            None,
+        )
+        .await;
+    assert!(!listed.to_string().contains("bob@example.org"), "{listed}");
+    // The subscription Ada made alone is no relation: Bob's account stays unnamed.
+    let id = id_of(&schedule(&app, &ada, cal, standup()).await);
+    let guest = invite_guest(&app, &ada, id, json!({ "email": "bob@example.org" })).await;
+    assert_eq!(guest["user_id"], Value::Null);
+    // Bob himself sees his own address.
+    let (_, bobs_view) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/calendars/{cal}/subscriptions"),
+            Some(bob.access_token()),
+            None,
+        )
+        .await;
+    assert_eq!(bobs_view["items"][0]["email"], "bob@example.org");
 }
