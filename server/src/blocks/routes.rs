@@ -501,6 +501,12 @@ pub async fn create_block(
         Some(spans) => spans.iter().map(|span| span.text.as_str()).collect(),
         None => body.text.clone(),
     };
+    let asked_props: Map<String, Value> = body
+        .props
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
     let audit = audit_note(
         &caller,
         "block.create",
@@ -531,7 +537,11 @@ pub async fn create_block(
             let existing = rows::get(&state.db, canvas_id, id)
                 .await?
                 .ok_or_else(|| ApiError::conflict("block_exists", "a block has this id"))?;
-            if existing.kind != body.kind || existing.text != plain {
+            let same = existing.kind == body.kind
+                && existing.text == plain
+                && existing.parent_id == body.parent_id
+                && existing.props == Value::Object(asked_props);
+            if !same {
                 return Err(ApiError::conflict(
                     "block_exists",
                     "a different block already has this id",

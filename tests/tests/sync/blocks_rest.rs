@@ -786,6 +786,16 @@ async fn a_retried_create_with_a_client_chosen_id_makes_one_block() {
         (status, problem["code"].as_str()),
         (409, Some("block_exists"))
     );
+    let (status, _) = f
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/canvases/{}/blocks", f.canvas),
+            Some(f.owner.access_token()),
+            Some(json!({ "id": id, "type": "todo", "text": "pay rent", "props": { "checked": true } })),
+        )
+        .await;
+    assert_eq!(status, 409, "other props make another block");
     assert_eq!(texts(&list(&f, "").await), vec!["pay rent"]);
     assert_eq!(f.app.audit_rows("block.create").await.len(), 1);
 }
