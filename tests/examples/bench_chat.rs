@@ -422,7 +422,9 @@ async fn run_turn(
                 answered = Some((clock.elapsed(), *turn));
                 break;
             }
-            TurnEvent::Error { code, detail } => anyhow::bail!("the turn failed: {code}: {detail}"),
+            TurnEvent::Error { failure, detail } => {
+                anyhow::bail!("the turn failed: {}: {detail}", failure.code())
+            }
             _ => {}
         }
     }

@@ -21,4 +21,6 @@ pub mod turn;
 pub mod vectors;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use turn::{Assistant, AssistantSettings, TurnEvent, TurnRequest, TurnResult, TurnStart};
+pub use turn::{
+    Assistant, AssistantSettings, TurnEvent, TurnFailure, TurnRequest, TurnResult, TurnStart,
+};

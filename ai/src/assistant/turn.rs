@@ -144,9 +144,43 @@ pub enum TurnEvent {
     /// The specialist failed; the user message is stored, and a retry with the same
     /// `client_message_id` answers it.
     Error {
-        code: String,
+        failure: TurnFailure,
         detail: String,
     },
+}
+
+/// Why a running turn failed: a closed set, so every caller maps each kind on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnFailure {
+    NotConfigured,
+    Unavailable,
+    Rejected,
+    NotFound {
+        what: &'static str,
+    },
+    TurnInProgress,
+    /// The server's own failure (a model that does not load, the database).
+    Internal,
+}
+
+impl Serialize for TurnFailure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
+    }
+}
+
+impl TurnFailure {
+    /// The code clients read (`ai_unavailable`, …), as in the API's problems.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "ai_not_configured",
+            Self::Unavailable => "ai_unavailable",
+            Self::Rejected => "ai_rejected",
+            Self::NotFound { .. } => "not_found",
+            Self::TurnInProgress => "turn_in_progress",
+            Self::Internal => "internal",
+        }
+    }
 }
 
 /// How a turn starts.
@@ -254,6 +288,24 @@ impl Assistant {
     /// Poked when chat jobs are queued; the job worker waits on it.
     pub fn jobs_notifier(&self) -> Arc<Notify> {
         Arc::clone(&self.inner.jobs)
+    }
+
+    /// The stored answer of a turn already taken with `client_message_id`, if any: what a retry
+    /// gets without spending the caller's turn budget.
+    pub async fn replay(
+        &self,
+        user_id: Uuid,
+        conversation_id: Uuid,
+        client_message_id: &str,
+    ) -> Result<Option<TurnStart>, AiError> {
+        let Some(conversation) =
+            conversations::find(&self.inner.db, user_id, conversation_id).await?
+        else {
+            return Err(AiError::NotFound {
+                what: "conversation",
+            });
+        };
+        self.stored_turn(&conversation, client_message_id).await
     }
 
     /// Starts a turn (see the module doc). Errors come before anything is stored or streamed,
@@ -380,26 +432,21 @@ impl Assistant {
                 .await;
             if let Err(err) = answered {
                 tracing::warn!(error = %err, "a chat turn failed");
-                let (code, detail) = match &err {
-                    AiError::NotConfigured { .. } => ("ai_not_configured", err.to_string()),
-                    AiError::Unavailable { .. } => ("ai_unavailable", err.to_string()),
-                    AiError::Rejected { .. } => ("ai_rejected", err.to_string()),
-                    AiError::NotFound { .. } => ("not_found", err.to_string()),
-                    AiError::TurnInProgress => ("turn_in_progress", err.to_string()),
+                let (failure, detail) = match &err {
+                    AiError::NotConfigured { .. } => (TurnFailure::NotConfigured, err.to_string()),
+                    AiError::Unavailable { .. } => (TurnFailure::Unavailable, err.to_string()),
+                    AiError::Rejected { .. } => (TurnFailure::Rejected, err.to_string()),
+                    AiError::NotFound { what } => (TurnFailure::NotFound { what }, err.to_string()),
+                    AiError::TurnInProgress => (TurnFailure::TurnInProgress, err.to_string()),
                     AiError::ModelLoad { .. } | AiError::Database(_) => (
-                        "internal",
+                        TurnFailure::Internal,
                         "the server failed to answer this message".to_owned(),
                     ),
                 };
                 // Done before the client hears of the failure: a retry it sends at once answers
                 // the stored question instead of waiting for this turn (409 turn_in_progress).
                 drop(guard);
-                let _ = events
-                    .send(TurnEvent::Error {
-                        code: code.to_owned(),
-                        detail,
-                    })
-                    .await;
+                let _ = events.send(TurnEvent::Error { failure, detail }).await;
             }
         });
         Ok(TurnStart::Running(receiver))

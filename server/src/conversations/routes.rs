@@ -18,7 +18,7 @@ use potentia_ai::assistant::conversations::{
 };
 use potentia_ai::assistant::packer::PackReport;
 use potentia_ai::assistant::tools::ToolRecord;
-use potentia_ai::assistant::{TurnEvent, TurnRequest, TurnResult, TurnStart};
+use potentia_ai::assistant::{TurnEvent, TurnFailure, TurnRequest, TurnResult, TurnStart};
 use potentia_ai::AiError;
 
 use crate::access::{require_canvas, require_workspace, Access, WorkspaceRole};
@@ -702,6 +702,15 @@ pub async fn post_message(
     if state.ai.chat.is_none() {
         return Err(AiError::NotConfigured { what: "chat" }.into());
     }
+    // A retry of an answered turn is answered before the budget is counted: it costs nothing.
+    let replayed = state
+        .ai
+        .assistant
+        .replay(caller.id, id, &client_message_id)
+        .await?;
+    if let Some(start) = replayed {
+        return turn_response(&state, &headers, start).await;
+    }
     state
         .ai
         .take_turn(caller.id)
@@ -724,7 +733,17 @@ pub async fn post_message(
             host,
         )
         .await?;
-    if wants_stream(&headers) {
+    turn_response(&state, &headers, start).await
+}
+
+/// A turn's answer: a stream of events when the client asked for one, else the stored answer
+/// as JSON once the turn is done.
+async fn turn_response(
+    state: &AppState,
+    headers: &HeaderMap,
+    start: TurnStart,
+) -> ApiResult<Response> {
+    if wants_stream(headers) {
         return Ok(stream_response(start).into_response());
     }
     match start {
@@ -739,8 +758,13 @@ pub async fn post_message(
                             (StatusCode::CREATED, ApiJson(TurnOut::from(*turn))).into_response()
                         );
                     }
-                    TurnEvent::Error { code, detail } => {
-                        return Err(turn_error(&state, &code, detail))
+                    TurnEvent::Error { failure, detail } => {
+                        let provider = state
+                            .ai
+                            .chat
+                            .as_ref()
+                            .map_or(potentia_ai::settings::ProviderKind::Local, |c| c.provider());
+                        return Err(turn_error(provider, failure, detail));
                     }
                     _ => {}
                 }
@@ -752,27 +776,28 @@ pub async fn post_message(
     }
 }
 
-/// The problem a failed turn answers in JSON mode.
-fn turn_error(state: &AppState, code: &str, detail: String) -> ApiError {
-    let provider = state
-        .ai
-        .chat
-        .as_ref()
-        .map_or(potentia_ai::settings::ProviderKind::Local, |c| c.provider());
-    match code {
-        "ai_unavailable" => AiError::Unavailable {
+/// The problem a failed turn answers in JSON mode, each kind mapped on purpose.
+fn turn_error(
+    provider: potentia_ai::settings::ProviderKind,
+    failure: TurnFailure,
+    detail: String,
+) -> ApiError {
+    match failure {
+        TurnFailure::Unavailable => AiError::Unavailable {
             provider,
             reason: detail,
             retry_after: None,
         }
         .into(),
-        "ai_rejected" => AiError::Rejected {
+        TurnFailure::Rejected => AiError::Rejected {
             provider,
             reason: detail,
         }
         .into(),
-        "ai_not_configured" => AiError::NotConfigured { what: "chat" }.into(),
-        _ => ApiError::Internal(detail),
+        TurnFailure::NotConfigured => AiError::NotConfigured { what: "chat" }.into(),
+        TurnFailure::NotFound { what } => AiError::NotFound { what }.into(),
+        TurnFailure::TurnInProgress => AiError::TurnInProgress.into(),
+        TurnFailure::Internal => ApiError::Internal(detail),
     }
 }
 
@@ -807,7 +832,9 @@ fn sse_event(event: TurnEvent) -> Event {
             serde_json::to_value(TurnOut::from(*turn)).unwrap_or(Value::Null)
         }
         TurnEvent::Title { title } => json!({ "title": title }),
-        TurnEvent::Error { code, detail } => json!({ "code": code, "detail": detail }),
+        TurnEvent::Error { failure, detail } => {
+            json!({ "code": failure.code(), "detail": detail })
+        }
     };
     Event::default().event(name).data(data.to_string())
 }
@@ -836,6 +863,27 @@ fn stream_response(start: TurnStart) -> Sse<impl Stream<Item = Result<Event, Inf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_turns_failure_keeps_its_own_status_in_json_mode() {
+        let provider = potentia_ai::settings::ProviderKind::Local;
+        for (failure, status) in [
+            (TurnFailure::NotConfigured, 503),
+            (TurnFailure::Unavailable, 503),
+            (TurnFailure::Rejected, 422),
+            (
+                TurnFailure::NotFound {
+                    what: "conversation",
+                },
+                404,
+            ),
+            (TurnFailure::TurnInProgress, 409),
+            (TurnFailure::Internal, 500),
+        ] {
+            let error = turn_error(provider, failure, "detail".into());
+            assert_eq!(error.status().as_u16(), status, "{failure:?}");
+        }
+    }
 
     #[test]
     fn closed_sets_are_named_as_the_store_names_them() {

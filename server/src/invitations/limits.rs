@@ -1,7 +1,9 @@
 //! What one user can make the server do to others through invitations: at most
 //! [`MAX_INVITATIONS_PER_HOUR`] invitations per inviter, and at most
 //! [`MAX_MAILS_PER_RECIPIENT_PER_DAY`] invitation mails to one address, whoever sends them. Both
-//! are counted in Postgres over a sliding window, so every node sees the same counts.
+//! are counted in Postgres over a sliding window, so every node sees the same counts, under a
+//! lock held to the end of the caller's transaction (the inviter's user row; an advisory lock on
+//! the address), so requests in parallel cannot all pass one count.
 
 use chrono::{Duration, Utc};
 use sqlx::PgConnection;
@@ -19,6 +21,9 @@ pub const MAX_MAILS_PER_RECIPIENT_PER_DAY: i64 = 3;
 /// 429 once `inviter` sent [`MAX_INVITATIONS_PER_HOUR`] in the last hour, with the seconds
 /// until the oldest of them leaves the window.
 pub async fn check_inviter(conn: &mut PgConnection, inviter: Uuid) -> Result<(), ApiError> {
+    sqlx::query_scalar!("select id from users where id = $1 for update", inviter)
+        .fetch_optional(&mut *conn)
+        .await?;
     let sent = sqlx::query!(
         r#"select count(*) as "count!", min(created_at) as oldest from invitations
            where invited_by = $1 and created_at > now() - interval '1 hour'"#,
@@ -41,6 +46,12 @@ pub async fn check_inviter(conn: &mut PgConnection, inviter: Uuid) -> Result<(),
 
 /// Whether `address` may be sent one more invitation mail today.
 pub async fn may_mail(conn: &mut PgConnection, address: &str) -> Result<bool, ApiError> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended('invitation mail ' || lower($1), 0))",
+        address
+    )
+    .execute(&mut *conn)
+    .await?;
     let kinds = [
         KIND_WORKSPACE_INVITATION.to_owned(),
         KIND_CANVAS_INVITATION.to_owned(),

@@ -908,3 +908,33 @@ async fn names_in_an_invitation_mail_are_one_line_with_their_links_broken() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn invitations_sent_in_parallel_cannot_pass_the_hourly_limit() {
+    let app = TestApp::spawn().await;
+    let owner = app.sign_up("owner@example.org").await;
+    let ws = app.create_workspace(owner.access_token(), "Team").await;
+    let sends = (0..60).map(|i| {
+        invite(
+            &app,
+            owner.access_token(),
+            ws,
+            json!({ "email": format!("parallel{i}@example.org"), "role": "viewer" }),
+        )
+    });
+    let statuses: Vec<u16> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        50,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        10,
+        "{statuses:?}"
+    );
+}

@@ -1328,3 +1328,24 @@ async fn a_user_at_the_conversation_cap_is_refused_a_new_conversation() {
     );
     assert_eq!(conversation_rows(&chat).await, before);
 }
+
+#[tokio::test]
+async fn a_retry_of_an_answered_turn_costs_no_budget() {
+    let chat = Chat::start_with(|s| s.ai.turns_per_minute = 1).await;
+    let conversation = chat.conversation().await;
+    let (status, first) = chat
+        .say_only(conversation, "Pour-over coffee ratio?", "only-once")
+        .await;
+    assert_eq!(status, 201, "{first}");
+    // The budget is spent; the same message again is answered from what is stored.
+    let (status, again) = chat
+        .say_only(conversation, "Pour-over coffee ratio?", "only-once")
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["replayed"], true);
+    assert_eq!(again["assistant_message"], first["assistant_message"]);
+    let (status, problem) = chat
+        .say_only(conversation, "And the grind?", "a-new-one")
+        .await;
+    assert_eq!((status, problem["code"].as_str()), (429, Some("rate_limited")));
+}
