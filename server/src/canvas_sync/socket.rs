@@ -176,7 +176,8 @@ impl TokenLife {
         let left = self
             .expires_at
             .saturating_sub(chrono::Utc::now().timestamp());
-        // A token good for longer than a year is checked again after one (no clock overflows).
+        // A socket whose token lasts longer than a year closes after one, as at expiry (a far
+        // `exp` must not overflow the clock).
         let left = u64::try_from(left).unwrap_or(0).min(MAX_TOKEN_WAIT_SECS);
         tokio::time::Instant::now() + Duration::from_secs(left)
     }

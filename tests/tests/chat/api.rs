@@ -1347,5 +1347,8 @@ async fn a_retry_of_an_answered_turn_costs_no_budget() {
     let (status, problem) = chat
         .say_only(conversation, "And the grind?", "a-new-one")
         .await;
-    assert_eq!((status, problem["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
 }
