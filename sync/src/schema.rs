@@ -518,6 +518,13 @@ impl<'a> Outline<'a> {
         deepest
     }
 
+    /// A write's target parent (`None` = top level): its canonical id and its index.
+    fn parent(&self, id: Option<&str>) -> Result<(Option<String>, Option<usize>), SchemaError> {
+        let id = id.map(normalize_id).transpose()?;
+        let index = id.as_deref().map(|id| self.lookup(id)).transpose()?;
+        Ok((id, index))
+    }
+
     fn lookup(&self, id: &str) -> Result<usize, SchemaError> {
         self.index
             .get(id)
@@ -711,11 +718,7 @@ pub fn insert_block(txn: &mut TransactionMut, block: NewBlock) -> Result<String,
     }
     let shape = Shape::read(txn, &blocks);
     let outline = shape.outline();
-    let parent_id = block.parent.as_deref().map(normalize_id).transpose()?;
-    let parent = parent_id
-        .as_deref()
-        .map(|parent| outline.lookup(parent))
-        .transpose()?;
+    let (parent_id, parent) = outline.parent(block.parent.as_deref())?;
     if outline.depth(parent) >= MAX_DEPTH {
         return Err(SchemaError::TooDeep { max: MAX_DEPTH });
     }
@@ -786,11 +789,7 @@ pub fn insert_subtrees<S: NewSubtree>(
     let blocks = blocks_map(txn);
     let shape = Shape::read(txn, &blocks);
     let outline = shape.outline();
-    let parent_id = parent.map(normalize_id).transpose()?;
-    let parent = parent_id
-        .as_deref()
-        .map(|parent| outline.lookup(parent))
-        .transpose()?;
+    let (parent_id, parent) = outline.parent(parent)?;
     let nothing_moves = HashSet::new();
     let siblings = sibling_keys(&outline, parent, &nothing_moves);
     let gap = resolve_gap(&outline, &siblings, parent, &position, &nothing_moves)?;
@@ -898,11 +897,7 @@ pub fn move_blocks(
     let blocks = blocks_map(txn);
     let shape = Shape::read(txn, &blocks);
     let outline = shape.outline();
-    let parent_id = parent.map(normalize_id).transpose()?;
-    let parent = parent_id
-        .as_deref()
-        .map(|parent| outline.lookup(parent))
-        .transpose()?;
+    let (parent_id, parent) = outline.parent(parent)?;
     let mut moving_ids = Vec::with_capacity(ids.len());
     let mut moving = HashSet::with_capacity(ids.len());
     for id in ids {
